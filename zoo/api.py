@@ -1,0 +1,447 @@
+"""The one contract every zoo tokenizer keeps.
+
+`Tokenizer.encode(media) -> Tokens`, `Tokenizer.decode(Tokens) -> media`,
+`Tokenizer.forward(media) -> TokenizerOutput`. The shape of the contract follows audiocraft's
+`CompressionModel` (rate and codebook properties, result dataclasses) and the Hugging Face
+`save_pretrained` / `from_pretrained` convention (config.json + model.safetensors + README.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import Tensor, nn
+
+TOKENS_FORMAT = "zoo.tokens"
+TOKENS_FORMAT_VERSION = 1
+CONFIG_FORMAT_VERSION = 1
+LAYOUTS = ("1d", "2d", "rvq", "multiscale", "streams")
+MODALITIES = ("image", "audio", "3d")
+
+
+# ----------------------------------------------------------------------------------------------
+# atomic writes: every file zoo writes goes through here, so a crash never leaves half a file.
+# ----------------------------------------------------------------------------------------------
+def atomic_write(path: str | os.PathLike, write_fn) -> Path:
+    """Call `write_fn(tmp_path)` on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokens
+# ----------------------------------------------------------------------------------------------
+# The axis that holds the sequence for each layout (what `lengths` counts and `t[:, :k]` cuts).
+_SEQ_AXIS = {"1d": 1, "rvq": 2, "streams": 2, "multiscale": 1, "2d": None}
+
+
+@dataclass
+class Tokens:
+    """Discrete tokens with what is needed to decode them.
+
+    ids: int64. Shape by layout:
+      "1d"          [B, N]        ordered 1D tokens (any prefix decodes for 1D families)
+      "2d"          [B, H, W] or [B, G, H, W] (group-wise codes)
+      "rvq"         [B, Q, T]     residual layers x time
+      "streams"     [B, S, T]     parallel streams (e.g. semantic / acoustic)
+      "multiscale"  [B, N]        scales concatenated; meta["scale_sizes"] gives each scale's count
+    lengths: [B] int64, valid items along the sequence axis (None when every item is full).
+    meta: JSON-serialisable facts: family, variant, sample_rate, num_samples, image_size ...
+    """
+
+    ids: Tensor
+    layout: str = "1d"
+    lengths: Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"Tokens layout {self.layout!r} is not one of {LAYOUTS}.")
+        if not isinstance(self.ids, Tensor):
+            raise TypeError(f"Tokens.ids must be a torch.Tensor; got {type(self.ids).__name__}.")
+        if self.ids.is_floating_point() or self.ids.is_complex() or self.ids.dtype == torch.bool:
+            raise TypeError(f"Tokens.ids must be an integer tensor; got {self.ids.dtype}.")
+        self.ids = self.ids.long()
+        if self.ids.dim() < 2:
+            raise ValueError(f"Tokens.ids needs a batch axis: [B, ...]; got shape {list(self.ids.shape)}.")
+        if self.lengths is not None:
+            self.lengths = torch.as_tensor(self.lengths, dtype=torch.long).reshape(-1)
+            if self.lengths.numel() != self.ids.shape[0]:
+                raise ValueError(
+                    f"Tokens.lengths has {self.lengths.numel()} entries for a batch of {self.ids.shape[0]}."
+                )
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.ids.shape[0]
+
+    @property
+    def seq_axis(self) -> int | None:
+        return _SEQ_AXIS[self.layout]
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per item (all axes but the batch), for a full item."""
+        return self.ids[0].numel()
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def to(self, device) -> "Tokens":
+        return dataclasses.replace(
+            self,
+            ids=self.ids.to(device),
+            lengths=None if self.lengths is None else self.lengths.to(device),
+        )
+
+    # -- slicing -----------------------------------------------------------------------------
+    def __getitem__(self, index) -> "Tokens":
+        """Index like the ids tensor; lengths and meta follow.
+
+        `t[i]` / `t[a:b]` select items; `t[:, :k]` keeps the first k tokens of a 1D layout
+        (or the first k residual layers of an "rvq" layout), lengths clamped to k.
+        """
+        if not isinstance(index, tuple):
+            index = (index,)
+        if any(i is Ellipsis or i is None for i in index):
+            raise IndexError("Tokens does not support Ellipsis or None indexing; index the axes explicitly.")
+        batch_index = index[0]
+        if isinstance(batch_index, int):
+            batch_index = slice(batch_index, batch_index + 1 if batch_index != -1 else None)
+        ids = self.ids[(batch_index,) + tuple(index[1:])]
+        lengths = None if self.lengths is None else self.lengths[batch_index]
+        meta = dict(self.meta)
+        seq_axis = self.seq_axis
+        if seq_axis is not None and len(index) > seq_axis:
+            k = ids.shape[seq_axis]
+            sub = index[seq_axis]
+            if not (isinstance(sub, slice) and (sub.start in (None, 0)) and sub.step in (None, 1)):
+                raise IndexError(
+                    f"Tokens of layout {self.layout!r} can only be cut to a prefix along axis {seq_axis} "
+                    f"(t[:, :k]); got {sub!r}."
+                )
+            if lengths is not None:
+                lengths = lengths.clamp(max=k)
+            elif self.layout == "1d":
+                lengths = None
+            if self.layout == "multiscale":
+                raise IndexError("Cut multiscale tokens by scale with Tokens.first_scales(s), not by slicing.")
+        if self.layout == "rvq" and len(index) > 1:
+            meta["num_quantizers"] = ids.shape[1]
+        if "source" in meta and isinstance(meta["source"], list):
+            meta["source"] = meta["source"][batch_index] if isinstance(batch_index, slice) else meta["source"]
+        return Tokens(ids=ids, layout=self.layout, lengths=lengths, meta=meta)
+
+    def first_scales(self, s: int) -> "Tokens":
+        """Multiscale layout: keep the first s scales."""
+        if self.layout != "multiscale":
+            raise ValueError(f"first_scales() is for multiscale tokens; these are {self.layout!r}.")
+        sizes = list(self.meta["scale_sizes"])
+        if not 1 <= s <= len(sizes):
+            raise ValueError(f"first_scales(s) takes 1 <= s <= {len(sizes)}; got {s}.")
+        n = sum(sizes[:s])
+        meta = dict(self.meta, scale_sizes=sizes[:s])
+        return Tokens(ids=self.ids[:, :n], layout=self.layout, lengths=None, meta=meta)
+
+    def unpadded(self) -> list[Tensor]:
+        """Per-item ids without padding (cut to lengths along the sequence axis)."""
+        out = []
+        for b in range(self.batch_size):
+            item = self.ids[b]
+            if self.lengths is not None and self.seq_axis is not None:
+                item = item.narrow(self.seq_axis - 1, 0, int(self.lengths[b]))
+            out.append(item)
+        return out
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a versioned safetensors file (atomically: temp file + rename)."""
+        from safetensors.torch import save_file
+
+        tensors = {"ids": self.ids.detach().cpu().contiguous()}
+        if self.lengths is not None:
+            tensors["lengths"] = self.lengths.detach().cpu().contiguous()
+        metadata = {
+            "format": TOKENS_FORMAT,
+            "format_version": str(TOKENS_FORMAT_VERSION),
+            "layout": self.layout,
+            "meta": json.dumps(self.meta, sort_keys=True),
+        }
+        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tokens":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No tokens file at {path}.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f"{path} is not a readable zoo tokens file ({e}).") from e
+        if metadata.get("format") != TOKENS_FORMAT:
+            raise ValueError(f"{path} is a safetensors file but not a zoo tokens file (no format={TOKENS_FORMAT!r}).")
+        version = int(metadata.get("format_version", "0"))
+        if version > TOKENS_FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has tokens format version {version}; this zoo reads up to {TOKENS_FORMAT_VERSION}. Upgrade zoo."
+            )
+        return cls(
+            ids=tensors["ids"],
+            layout=metadata["layout"],
+            lengths=tensors.get("lengths"),
+            meta=json.loads(metadata.get("meta", "{}")),
+        )
+
+
+@dataclass
+class TokenizerOutput:
+    """What `Tokenizer.forward` returns: reconstruction, tokens and training losses."""
+
+    recon: Tensor
+    tokens: Tokens
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# configs
+# ----------------------------------------------------------------------------------------------
+def config_to_dict(cfg) -> dict[str, Any]:
+    """A frozen config dataclass -> plain JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(cls, data: Mapping[str, Any]):
+    """Build a config dataclass strictly: an unknown key is an error; lists become tuples."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(names)}.")
+    return cls(**{k: _tupleize(v) for k, v in data.items()})
+
+
+def _tupleize(v):
+    if isinstance(v, list):
+        return tuple(_tupleize(x) for x in v)
+    return v
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer base
+# ----------------------------------------------------------------------------------------------
+class Tokenizer(nn.Module):
+    """Base of every zoo tokenizer: an encoder, a quantizer and a decoder behind one contract.
+
+    Subclasses set `family`, `modality`, `config_class`, build themselves from one frozen config,
+    and implement `encode`, `decode` and `forward`.
+    """
+
+    family: ClassVar[str] = ""
+    modality: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    def __init__(self, cfg):
+        super().__init__()
+        if not isinstance(cfg, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}; got {type(cfg).__name__}.")
+        self.cfg = cfg
+        self.variant: str | None = None  # catalogue name, set by the loader
+
+    # -- properties every tokenizer has --------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def token_rate(self) -> float:
+        """Tokens per second (audio), per image (image) or per shape (3d)."""
+        raise NotImplementedError(f"{type(self).__name__} must define token_rate")
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- contract ------------------------------------------------------------------------------
+    def encode(self, x, **kwargs) -> Tokens:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, tokens: Tokens, **kwargs) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        """A small valid input `(x, encode_kwargs)` for this model: used by the contract tests
+        and benchmarks (e.g. `(audio [B, 1, T], {"sample_rate": 24000})`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define example_input")
+
+    def check_tokens(self, tokens: Tokens) -> None:
+        """Raise a clear error for ids outside the codebook or tokens of another family."""
+        if not isinstance(tokens, Tokens):
+            raise TypeError(f"decode() takes zoo.Tokens; got {type(tokens).__name__}. Wrap ids with zoo.Tokens(ids, layout=...).")
+        fam = tokens.meta.get("family")
+        if fam and fam != self.family:
+            raise ValueError(f"These tokens were made by a {fam!r} tokenizer; this is {self.family!r}.")
+        if tokens.ids.numel() == 0:
+            raise ValueError("Cannot decode empty tokens (no ids).")
+        lo, hi = int(tokens.ids.min()), int(tokens.ids.max())
+        if lo < 0 or hi >= self.codebook_size:
+            raise ValueError(
+                f"Token ids must lie in [0, {self.codebook_size - 1}] for {self.family}; got ids in [{lo}, {hi}]."
+            )
+
+    def token_meta(self, **extra) -> dict[str, Any]:
+        meta = {"family": self.family}
+        if self.variant:
+            meta["variant"] = self.variant
+        meta.update(extra)
+        return meta
+
+    # -- saving and loading --------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.cfg)
+
+    @classmethod
+    def config_from_dict(cls, data: Mapping[str, Any]):
+        return config_from_dict(cls.config_class, data)
+
+    def save_pretrained(self, directory: str | os.PathLike, card: str | None = None, **card_fields) -> Path:
+        """Write config.json, model.safetensors and README.md (model card) into `directory`."""
+        from zoo import hub
+
+        return hub.save_pretrained(self, directory, card=card, **card_fields)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> "Tokenizer":
+        from zoo import hub
+
+        model = hub.load(source, **kwargs)
+        if not isinstance(model, cls):
+            raise TypeError(f"{source} holds a {type(model).__name__}, not a {cls.__name__}.")
+        return model
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        from zoo import hub
+
+        return hub.push_to_hub(self, repo_id, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, variant={self.variant!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks shared by the families (raise early at the API boundary; never silently fix)
+# ----------------------------------------------------------------------------------------------
+def check_finite(x: Tensor, what: str) -> None:
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).sum().item()
+        raise ValueError(f"{what} contains {bad} NaN or infinite value(s); clean the input first.")
+
+
+def prepare_images(x, *, name: str, multiple_of: int | None = None, size: tuple[int, int] | None = None) -> Tensor:
+    """Check an image batch `[B, 3, H, W]` float in [0, 1] and return it as fp32.
+
+    `multiple_of`: H and W must be divisible by it. `size`: H, W must equal it exactly.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{name} encodes image tensors [B, 3, H, W] in [0, 1]; got {type(x).__name__}. "
+            "Read files with zoo.media.load_image()."
+        )
+    if x.dim() == 3:
+        raise ValueError(f"{name} expects a batch [B, 3, H, W]; got shape {list(x.shape)}. Use x.unsqueeze(0).")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name} expects RGB images [B, 3, H, W]; got shape {list(x.shape)}.")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} got an empty image batch of shape {list(x.shape)}.")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} expects float images in [0, 1]; got {x.dtype}. Divide uint8 images by 255.")
+    check_finite(x, f"{name} input")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"{name} expects images in [0, 1]; got values in [{lo:.3g}, {hi:.3g}].")
+    h, w = x.shape[-2:]
+    if size is not None and (h, w) != tuple(size):
+        raise ValueError(f"{name} takes {size[0]}x{size[1]} images; got {h}x{w}. Resize or crop first (zoo.media.resize_center_crop).")
+    if multiple_of and (h % multiple_of or w % multiple_of):
+        raise ValueError(f"{name} needs image sides divisible by {multiple_of}; got {h}x{w}.")
+    return x.float()
+
+
+def prepare_audio(
+    x,
+    *,
+    name: str,
+    sample_rate: int | None,
+    model_rate: int,
+    mono: bool = False,
+    channels: int = 1,
+) -> Tensor:
+    """Check audio `[B, C, T]` in [-1, 1] and bring it to the model's rate and channel count.
+
+    A different `sample_rate` is resampled (torchaudio). Extra channels are mixed down only when
+    `mono=True`; otherwise a clear error names the fix.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{name} encodes audio tensors [B, C, T]; got {type(x).__name__}. Read files with zoo.media.load_audio()."
+        )
+    if sample_rate is None:
+        raise ValueError(f"{name}.encode needs sample_rate= (the model runs at {model_rate} Hz; other rates are resampled).")
+    if x.dim() == 1:
+        raise ValueError(f"{name} expects audio [B, C, T]; got a 1D tensor of shape {list(x.shape)}. Use x[None, None].")
+    if x.dim() == 2:
+        raise ValueError(f"{name} expects audio [B, C, T]; got shape {list(x.shape)}. Use x.unsqueeze(1) for mono [B, T].")
+    if x.dim() != 3:
+        raise ValueError(f"{name} expects audio [B, C, T]; got shape {list(x.shape)}.")
+    if x.shape[0] == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{name} got empty audio of shape {list(x.shape)}.")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} expects float audio in [-1, 1]; got {x.dtype}. Divide int16 PCM by 32768.")
+    check_finite(x, f"{name} input audio")
+    if x.shape[1] != channels:
+        if mono and channels == 1:
+            x = x.mean(1, keepdim=True)
+        else:
+            raise ValueError(
+                f"{name} expects {channels}-channel audio [B, {channels}, T]; got {x.shape[1]} channels "
+                f"(shape {list(x.shape)}). Pass mono=True to mix down, or use audio.mean(1, keepdim=True)."
+            )
+    x = x.float()
+    if int(sample_rate) != model_rate:
+        from zoo.media.audio import resample
+
+        x = resample(x, int(sample_rate), model_rate)
+    return x

@@ -1,0 +1,1 @@
+"""Shared neural-network blocks. Nothing here imports anything above zoo.blocks."""

@@ -1,0 +1,1 @@
+"""Tokenizer families, one per module. The registry (zoo.registry) lists them explicitly."""
