@@ -305,6 +305,26 @@ def cmd_cards(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from zoo.pipelines.evaluate import evaluate
+
+    if len(args.args) < 2:
+        raise SystemExit("zoo eval takes one or more model names, then the data: zoo eval NAME [NAME ...] DATA --report DIR")
+    names, data = args.args[:-1], args.args[-1]
+    toks = {n: _load(n) for n in names}
+    try:
+        result = evaluate(toks, [data], args.report, max_items=args.max_items, samples=args.samples,
+                          rfid=not args.no_rfid, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    for name, entry in result["tokenizers"].items():
+        print(name, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in entry["mean"].items()}))
+    for u in result["unavailable"]:
+        print(f"not measured: {u}", file=sys.stderr)
+    print(f"wrote {Path(args.report) / 'report.html'}")
+    return 0
+
+
 def cmd_push(args) -> int:
     from zoo import hub
 
@@ -384,6 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--path", default="MODEL_CARDS.md")
     s.add_argument("--check", action="store_true", help="only check that the file is up to date")
     s.set_defaults(fn=cmd_cards)
+
+    s = sub.add_parser("eval", help="measure tokenizers on a dataset; write metrics.json and report.html",
+                       description="Run one or more tokenizers over a dataset (files, folders, .tar shards) and write "
+                                   "metrics.json, report.html with samples, and rate-distortion plots; images are compared "
+                                   "with JPEG and WebP at the same bytes.")
+    s.add_argument("args", nargs="+", metavar="NAME... DATA", help="model names, then the data")
+    s.add_argument("--report", required=True, help="output folder")
+    s.add_argument("--max-items", type=int, default=16)
+    s.add_argument("--samples", type=int, default=4, help="items shown in the report")
+    s.add_argument("--no-rfid", action="store_true", help="skip rFID (the Inception network is slow on CPU)")
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("push", help="upload a zoo folder to the hub", description="Upload config.json, model.safetensors and README.md of a zoo folder to a hub repo.")
     s.add_argument("dir")
