@@ -279,8 +279,8 @@ class VectorQuantizer(Quantizer):
 
     @torch.no_grad()
     def _restart_dead_codes_(self, flat: Tensor) -> None:
+        # cluster_size is summed over ranks, so `dead` agrees on every rank; rank 0's samples are used.
         dead = self.cluster_size < self.dead_code_threshold  # [K]
-        _broadcast_(dead)
         num_dead = int(dead.sum())
         if num_dead == 0 or flat.shape[0] == 0:
             return
