@@ -263,6 +263,7 @@ class VectorQuantizer(Quantizer):
     @torch.no_grad()
     def _update_(self, flat: Tensor, ids: Tensor) -> None:
         decay = self.ema_decay if self.uses_ema else 0.99
+        flat = flat.to(self.codebook.dtype)
         counts = torch.bincount(ids, minlength=self.codebook_size).to(flat.dtype)  # [K]
         _all_reduce_(counts)
         self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
