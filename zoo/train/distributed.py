@@ -111,7 +111,7 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
 
     strategy: "none" (single process only), "ddp" (DistributedDataParallel: parameters
     broadcast from rank 0), "fsdp" (FSDP2 `fully_shard`: each top-level child with parameters is
-    one shard unit, then the root; every rank must have built identical initial weights).
+    one shard unit (the elements of a ModuleList), then the root; every rank must have built identical initial weights).
     A model without trainable parameters (fully frozen) is returned unwrapped.
     """
     if strategy not in STRATEGIES:
@@ -130,9 +130,12 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
         return DDP(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
     from torch.distributed.fsdp import fully_shard
 
-    for child in model.children():
-        if any(p.requires_grad for p in child.parameters()):
-            fully_shard(child)
+    units = []
+    for child in model.children():  # containers have no forward: their elements become the units
+        units += list(child.children()) if isinstance(child, (nn.ModuleList, nn.ModuleDict)) else [child]
+    for unit in units:
+        if any(p.requires_grad for p in unit.parameters()):
+            fully_shard(unit)
     fully_shard(model)
     return model
 
