@@ -1,0 +1,177 @@
+"""SEANet convolutional audio encoder (weight-normed convs, residual blocks, an LSTM), as in EnCodec.
+
+EnCodec: "High Fidelity Neural Audio Compression", Défossez et al., arXiv 2210.13438,
+github.com/facebookresearch/encodec (MIT); SEANet: Tagliasacchi et al., arXiv 2009.02095.
+WavTokenizer (arXiv 2408.16532, github.com/jishengpeng/WavTokenizer, MIT) uses this encoder.
+
+Written anew from the papers and a reading of the upstream code. The module layout follows
+EnCodec's (`model.N` in one Sequential; convs at `.conv`, LSTM at `.lstm`, residual blocks with
+`block.1`, `block.3`, `shortcut`) so released checkpoints map one to one; weight norm is
+`torch.nn.utils.parametrizations.weight_norm` (g = `parametrizations.weight.original0`,
+v = `original1`), the same function as EnCodec's legacy `weight_g` / `weight_v`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations
+
+__all__ = ["pad1d", "SConv1d", "SEANetResnetBlock", "SLSTM", "SEANetEncoder"]
+
+
+def pad1d(x: Tensor, left: int, right: int, mode: str = "reflect") -> Tensor:
+    """F.pad along time that also reflects inputs shorter than the pad (zero-extends them first)."""
+    if mode != "reflect":
+        return F.pad(x, (left, right), mode="constant" if mode == "zero" else mode)
+    length = x.shape[-1]
+    extra = max(left, right) - length + 1 if length <= max(left, right) else 0
+    if extra:
+        x = F.pad(x, (0, extra))
+    y = F.pad(x, (left, right), mode="reflect")
+    return y[..., : y.shape[-1] - extra] if extra else y
+
+
+class SConv1d(nn.Module):
+    """Conv1d with EnCodec's "same"-style padding: ceil(T / stride) output frames.
+
+    Non-causal: padding_total = (k - 1) * dilation + 1 - stride, split right = total // 2,
+    left = total - right, plus extra right padding so the last window is full.
+    x: [B, C_in, T] -> [B, C_out, ceil(T / stride)].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        causal: bool = False,
+        norm: str = "weight_norm",
+        pad_mode: str = "reflect",
+    ):
+        super().__init__()
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
+        if norm == "weight_norm":
+            conv = parametrizations.weight_norm(conv)
+        elif norm != "none":
+            raise ValueError(f"SConv1d norm must be 'weight_norm' or 'none'; got {norm!r}.")
+        self.conv = conv
+        self.causal = causal
+        self.pad_mode = pad_mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv = self.conv
+        k = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1  # effective kernel size
+        stride = conv.stride[0]
+        total = k - stride
+        length = x.shape[-1]
+        n_frames = math.ceil((length - k + total) / stride + 1)
+        extra = (n_frames - 1) * stride + (k - total) - length
+        if self.causal:
+            x = pad1d(x, total, extra, self.pad_mode)
+        else:
+            right = total // 2
+            x = pad1d(x, total - right, right + extra, self.pad_mode)
+        return conv(x)
+
+
+class SEANetResnetBlock(nn.Module):
+    """ELU -> conv k3 (dim -> dim // compress) -> ELU -> conv k1 (-> dim), plus a 1x1-conv shortcut."""
+
+    def __init__(
+        self,
+        dim: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        compress: int = 2,
+        true_skip: bool = False,
+        causal: bool = False,
+        norm: str = "weight_norm",
+        pad_mode: str = "reflect",
+        alpha: float = 1.0,
+    ):
+        super().__init__()
+        hidden = dim // compress
+        self.block = nn.Sequential(
+            nn.ELU(alpha),
+            SConv1d(dim, hidden, kernel_size, dilation=dilation, causal=causal, norm=norm, pad_mode=pad_mode),
+            nn.ELU(alpha),
+            SConv1d(hidden, dim, 1, causal=causal, norm=norm, pad_mode=pad_mode),
+        )
+        self.shortcut = nn.Identity() if true_skip else SConv1d(dim, dim, 1, causal=causal, norm=norm, pad_mode=pad_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+class SLSTM(nn.Module):
+    """Unidirectional LSTM over time with a skip connection. x: [B, C, T] -> [B, C, T]."""
+
+    def __init__(self, dim: int, num_layers: int = 2, skip: bool = True):
+        super().__init__()
+        self.skip = skip
+        self.lstm = nn.LSTM(dim, dim, num_layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.permute(2, 0, 1)  # [T, B, C]
+        y, _ = self.lstm(h)
+        if self.skip:
+            y = y + h
+        return y.permute(1, 2, 0)  # [B, C, T]
+
+
+class SEANetEncoder(nn.Module):
+    """SEANet encoder: waveform [B, channels, T] -> latent [B, dimension, ceil(T / hop)].
+
+    strides: downsampling factors in the order they are applied (first = nearest the waveform);
+    EnCodec's `ratios` are the reverse of this. hop = prod(strides). Each stage: residual block(s)
+    at width w, ELU, strided conv (kernel 2 * stride) to 2w. Then an LSTM (lstm layers, 0 = none),
+    ELU and a final conv to `dimension`.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        dimension: int = 512,
+        n_filters: int = 32,
+        strides: Sequence[int] = (4, 5, 5, 6),
+        n_residual_layers: int = 1,
+        kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        dilation_base: int = 2,
+        compress: int = 2,
+        true_skip: bool = False,
+        lstm: int = 2,
+        causal: bool = False,
+        norm: str = "weight_norm",
+        pad_mode: str = "reflect",
+        alpha: float = 1.0,
+    ):
+        super().__init__()
+        self.strides = tuple(int(s) for s in strides)
+        self.hop_length = math.prod(self.strides)
+        common = dict(causal=causal, norm=norm, pad_mode=pad_mode)
+        width = n_filters
+        layers: list[nn.Module] = [SConv1d(channels, width, kernel_size, **common)]
+        for stride in self.strides:
+            for j in range(n_residual_layers):
+                layers.append(
+                    SEANetResnetBlock(width, residual_kernel_size, dilation_base**j, compress, true_skip, alpha=alpha, **common)
+                )
+            layers += [nn.ELU(alpha), SConv1d(width, width * 2, stride * 2, stride=stride, **common)]
+            width *= 2
+        if lstm:
+            layers.append(SLSTM(width, lstm))
+        layers += [nn.ELU(alpha), SConv1d(width, dimension, last_kernel_size, **common)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)

@@ -1,0 +1,432 @@
+"""WavTokenizer: one codebook of 4096 codes at 40 or 75 tokens per second for 24 kHz audio.
+
+Paper: "WavTokenizer: an Efficient Acoustic Discrete Codec Tokenizer for Audio Language Modeling",
+Ji et al., arXiv 2408.16532 (ICLR 2025). Upstream: github.com/jishengpeng/WavTokenizer (MIT),
+studied at commit 5cf440d91ac420ca338f117b7003a77450d64730. Written anew from the paper and a
+reading of the upstream code; nothing is copied.
+
+    audio [B, 1, T] @ 24 kHz
+      -> SEANet encoder (EnCodec convs + 2-layer LSTM)       latent   [B, 512, N], N = ceil(T / hop)
+      -> Euclidean VQ, one codebook of 4096 (EMA in training)  ids      [B, N]
+      -> codebook rows                                        features [B, 512, N]
+      -> Vocos backbone (attention prelude, AdaLayerNorm row 0, 12 ConvNeXt blocks) [B, N, 768]
+      -> iSTFT head ("same" padding)                          audio    [B, 1, N * hop], trimmed to T
+
+hop = 600 (40 tokens/s) or 320 (75 tokens/s). The official checkpoints are Lightning `.ckpt`
+pickles; `remap_state_dict` keeps the encoder, codebook, backbone and head and drops, by the
+explicit `TRAINING_ONLY_PREFIXES` list, the discriminators, the mel-loss buffers and EnCodec's
+SEANet *decoder*, which upstream builds and saves but never runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+from torch.nn.utils import parametrize
+
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, prepare_audio
+from zoo.blocks.seanet import SEANetEncoder
+from zoo.blocks.vocos import ISTFTHead, VocosBackbone
+from zoo.quantizers.vq import VectorQuantizer
+from zoo.registry import FamilySpec, PretrainedCfg, Variant
+
+PAPER = "arXiv:2408.16532"
+UPSTREAM = "https://github.com/jishengpeng/WavTokenizer"
+LICENSE = "mit"
+
+
+@dataclass(frozen=True)
+class WavTokenizerConfig:
+    """Defaults = wavtokenizer-small-40tps (and large-unify-40tps: same architecture)."""
+
+    sample_rate: int = 24000
+    strides: tuple[int, ...] = (4, 5, 5, 6)  # encoder downsampling in order of application; hop = prod
+    encoder_filters: int = 32  # SEANet width of the first stage (doubles at every stride)
+    encoder_dim: int = 512  # latent, codebook and backbone-input width
+    encoder_residual_layers: int = 1  # SEANet residual blocks per stage
+    encoder_lstm_layers: int = 2  # LSTM layers after the last stride (0 = none)
+    codebook_size: int = 4096
+    backbone_dim: int = 768
+    backbone_intermediate_dim: int = 2304  # ConvNeXt MLP width
+    backbone_layers: int = 12  # ConvNeXt blocks
+    adanorm_num_embeddings: int | None = 4  # AdaLayerNorm rows (None: plain LayerNorm)
+    bandwidth_id: int = 0  # the AdaLayerNorm row used at inference (upstream always passes 0)
+    attention_prelude: bool = True  # ResNet/attention `pos_net` before the ConvNeXt blocks
+    num_groups: int = 32  # GroupNorm groups in the prelude
+    n_fft: int = 2400  # iSTFT size (4 * hop upstream); window = n_fft, hop = encoder hop
+    # training only
+    ema_decay: float = 0.99  # codebook EMA decay
+    kmeans_iters: int = 200  # k-means on the first training batch
+    dead_code_threshold: float = 2.0  # EMA usage below which a code is restarted
+    commitment_weight: float = 1000.0  # upstream weights the commitment MSE by 1000 in the generator loss
+    dropout: float = 0.1  # prelude ResNet dropout
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+    def __post_init__(self):
+        if not self.strides or any(int(s) < 1 for s in self.strides):
+            raise ValueError(f"WavTokenizerConfig.strides must be positive integers; got {self.strides}.")
+        if (self.n_fft - self.hop_length) % 2 or self.n_fft < self.hop_length:
+            raise ValueError(
+                f"WavTokenizerConfig: n_fft ({self.n_fft}) must be >= hop ({self.hop_length}) with an even difference "
+                "(the iSTFT trims (n_fft - hop) / 2 on each side)."
+            )
+        if self.adanorm_num_embeddings is not None and not 0 <= self.bandwidth_id < self.adanorm_num_embeddings:
+            raise ValueError(
+                f"WavTokenizerConfig.bandwidth_id={self.bandwidth_id} is outside [0, {self.adanorm_num_embeddings - 1}]."
+            )
+
+
+class WavTokenizer(Tokenizer):
+    """WavTokenizer: 24 kHz mono audio <-> one stream of ids (layout "1d", [B, N])."""
+
+    family = "wavtokenizer"
+    modality = "audio"
+    config_class = WavTokenizerConfig
+
+    def __init__(self, cfg: WavTokenizerConfig = WavTokenizerConfig()):
+        super().__init__(cfg)
+        self.encoder = SEANetEncoder(
+            channels=1,
+            dimension=cfg.encoder_dim,
+            n_filters=cfg.encoder_filters,
+            strides=cfg.strides,
+            n_residual_layers=cfg.encoder_residual_layers,
+            lstm=cfg.encoder_lstm_layers,
+        )
+        self.quantizer = VectorQuantizer(
+            cfg.encoder_dim,
+            cfg.codebook_size,
+            ema_decay=cfg.ema_decay,
+            kmeans_init=True,
+            kmeans_iters=cfg.kmeans_iters,
+            dead_code_threshold=cfg.dead_code_threshold,
+            commitment_weight=cfg.commitment_weight,
+        )
+        self.backbone = VocosBackbone(
+            input_channels=cfg.encoder_dim,
+            dim=cfg.backbone_dim,
+            intermediate_dim=cfg.backbone_intermediate_dim,
+            num_layers=cfg.backbone_layers,
+            adanorm_num_embeddings=cfg.adanorm_num_embeddings,
+            attention_prelude=cfg.attention_prelude,
+            prelude_dropout=cfg.dropout,
+            num_groups=cfg.num_groups,
+        )
+        self.head = ISTFTHead(cfg.backbone_dim, cfg.n_fft, cfg.hop_length, padding="same")
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.cfg.codebook_size
+
+    @property
+    def token_rate(self) -> float:
+        return self.cfg.sample_rate / self.cfg.hop_length
+
+    @property
+    def hop_length(self) -> int:
+        return self.cfg.hop_length
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    def _cond(self, device) -> Tensor | None:
+        if self.cfg.adanorm_num_embeddings is None:
+            return None
+        return torch.tensor([self.cfg.bandwidth_id], device=device)
+
+    # -- stages (the public API below composes them) ---------------------------------------------
+    def encode_latent(self, audio: Tensor) -> Tensor:
+        """audio [B, 1, T] at the model rate -> pre-quantization latent [B, D, ceil(T / hop)].
+
+        The encoder's convs reflect-pad internally (as upstream), so no input padding is needed."""
+        dtype = next(self.parameters()).dtype
+        return self.encoder(audio.to(dtype))
+
+    def ids_to_features(self, ids: Tensor) -> Tensor:
+        """ids [B, N] -> codebook rows [B, D, N] (what the backbone consumes)."""
+        return self.quantizer.ids_to_quantized(ids).transpose(1, 2)
+
+    def features_to_audio(self, features: Tensor) -> Tensor:
+        """features [B, D, N] -> audio [B, N * hop] (backbone, then iSTFT head)."""
+        return self.head(self.backbone(features, self._cond(features.device)))
+
+    # -- contract ------------------------------------------------------------------------------
+    def encode(self, x, sample_rate: int | None = None, mono: bool = False) -> Tokens:
+        """audio [B, C, T] float in [-1, 1] at `sample_rate` -> Tokens ids [B, ceil(T' / hop)].
+
+        Resampled to 24 kHz (T' samples); more than one channel is an error unless `mono=True`
+        (then channels are averaged). meta["num_samples"] = T' so decode trims back to it.
+        """
+        audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
+        audio = audio.to(self.device)
+        with torch.inference_mode(), parametrize.cached():
+            z = self.encode_latent(audio)  # [B, D, N]
+            ids = self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
+        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
+        return Tokens(ids=ids, layout="1d", meta=meta)
+
+    def decode(self, tokens: Tokens) -> Tensor:
+        """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop)."""
+        self.check_tokens(tokens)
+        if tokens.layout != "1d" or tokens.ids.dim() != 2:
+            raise ValueError(
+                f"WavTokenizer decodes 1d tokens [B, N]; got layout {tokens.layout!r} with shape {list(tokens.ids.shape)}."
+            )
+        ids = tokens.ids.to(self.device)
+        with torch.inference_mode():
+            audio = self.features_to_audio(self.ids_to_features(ids))  # [B, N * hop]
+        n = audio.shape[-1]
+        num_samples = tokens.meta.get("num_samples")
+        if num_samples is not None:
+            n = min(n, int(num_samples))
+        return audio[:, None, :n]
+
+    def forward(self, x: Tensor) -> TokenizerOutput:
+        """Training path: audio [B, 1, T] at 24 kHz -> reconstruction [B, 1, T], tokens, VQ losses.
+
+        In training mode the quantizer runs k-means once, EMA-updates its codebook and restarts
+        dead codes; gradients pass it straight through. Eval mode touches no buffer."""
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1] != 1:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"WavTokenizer.forward takes mono audio [B, 1, T] at 24 kHz; got {got}.")
+        z = self.encode_latent(x)  # [B, D, N]
+        q = self.quantizer(z.transpose(1, 2))  # quantized [B, N, D]
+        audio = self.features_to_audio(q.quantized.transpose(1, 2))[:, None, : x.shape[-1]]  # [B, 1, T]
+        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(x.shape[-1]), hop_length=self.hop_length)
+        tokens = Tokens(ids=q.ids.detach(), layout="1d", meta=meta)
+        return TokenizerOutput(recon=audio, tokens=tokens, losses=q.losses, metrics=q.metrics)
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        """(audio [B, 1, 8 * hop] of quiet noise at 24 kHz, {"sample_rate": 24000})."""
+        x = 0.1 * torch.randn(batch_size, 1, 8 * self.hop_length, generator=generator)
+        return x, {"sample_rate": self.cfg.sample_rate}
+
+
+# ----------------------------------------------------------------------------------------------
+# official checkpoints
+# ----------------------------------------------------------------------------------------------
+# Lightning-module entries in a released `.ckpt['state_dict']` that inference never uses, dropped on
+# purpose: the three discriminators (MPD, MRD, and the two DAC discriminator instances), the mel-loss
+# buffers, and EnCodec's SEANet decoder (built and saved upstream, never called). Anything else that
+# is not an inference key is left in, so strict loading names it.
+TRAINING_ONLY_PREFIXES = (
+    "multiperioddisc.",
+    "multiresddisc.",
+    "dac.",
+    "dacdiscriminator.",
+    "melspec_loss.",
+    "feature_extractor.encodec.decoder.",
+)
+
+_ENC = "feature_extractor.encodec.encoder."
+_VQ = "feature_extractor.encodec.quantizer.vq.layers.0._codebook."
+_VQ_RENAMES = {"embed": "codebook", "embed_avg": "embed_sum", "cluster_size": "cluster_size", "inited": "initialized"}
+# legacy weight norm (weight_g / weight_v) -> torch.nn.utils.parametrizations.weight_norm
+_WN = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+
+def _strip_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Accept `state_dict.`-prefixed keys (tools that flatten a whole Lightning file)."""
+    if state_dict and all(k.startswith("state_dict.") for k in state_dict):
+        return {k[len("state_dict."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: WavTokenizerConfig | None = None) -> dict[str, Tensor]:
+    """Official keys (`feature_extractor.` / `backbone.` / `head.`) -> ours (`encoder.`, `quantizer.`,
+    `backbone.`, `head.`). Training-only keys (TRAINING_ONLY_PREFIXES) are dropped; any other key
+    is passed through unchanged, so strict loading reports it."""
+    out: dict[str, Tensor] = {}
+    for key, value in _strip_prefix(state_dict).items():
+        if key.startswith(TRAINING_ONLY_PREFIXES):
+            continue
+        if key.startswith(_ENC):
+            rest = key[len(_ENC):]  # model.N.conv.conv.weight_g | model.N.block.1.conv.conv.bias | model.13.lstm.*
+            rest = re.sub(r"\.conv\.conv\.(weight_g|weight_v)$", lambda m: ".conv." + _WN[m.group(1)], rest)
+            rest = rest.replace(".conv.conv.bias", ".conv.bias")
+            out["encoder." + rest] = value
+        elif key.startswith(_VQ) and key[len(_VQ):] in _VQ_RENAMES:
+            name = _VQ_RENAMES[key[len(_VQ):]]
+            if name == "initialized":
+                if value.device.type != "meta" and not bool(value.reshape(-1)[0]):
+                    raise ValueError(
+                        "This WavTokenizer checkpoint's codebook was never initialised (inited = 0); upstream would run "
+                        "k-means on the first input it sees. Train it first, or use a released checkpoint."
+                    )
+                value = torch.ones((), dtype=torch.bool, device=value.device)
+            out["quantizer." + name] = value
+        elif key.startswith(("backbone.", "head.")):
+            out[key] = value
+        else:
+            out[key] = value  # unknown: strict loading will name it
+    return out
+
+
+def _shape(sd: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise ValueError(f"This is not a WavTokenizer checkpoint: it has no {key!r}.")
+    return tuple(sd[key].shape)
+
+
+def config_from_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Read every architecture number from the official tensor shapes."""
+    sd = _strip_prefix(state_dict)
+    conv_idx = sorted(
+        int(m.group(1)) for k in sd if (m := re.fullmatch(re.escape(_ENC) + r"model\.(\d+)\.conv\.conv\.weight_v", k))
+    )
+    if len(conv_idx) < 3:
+        raise ValueError("This is not a WavTokenizer checkpoint: no SEANet encoder convs under feature_extractor.encodec.encoder.")
+    down = conv_idx[1:-1]  # first conv, strided convs, last conv
+    strides = tuple(_shape(sd, f"{_ENC}model.{i}.conv.conv.weight_v")[-1] // 2 for i in down)
+    n_res = len({int(m.group(1)) for k in sd if (m := re.fullmatch(re.escape(_ENC) + r"model\.(\d+)\.block\.1\.conv\.conv\.weight_v", k))})
+    lstm = len([k for k in sd if re.fullmatch(re.escape(_ENC) + r"model\.\d+\.lstm\.weight_ih_l\d+", k)])
+    n_q = len({k.split(".")[5] for k in sd if k.startswith("feature_extractor.encodec.quantizer.vq.layers.") and k.endswith("._codebook.embed")})
+    if n_q != 1:
+        raise ValueError(f"WavTokenizer has one codebook; this checkpoint has {n_q} quantizer layers.")
+    codebook_size, encoder_dim = _shape(sd, _VQ + "embed")
+    backbone_dim, backbone_in, _ = _shape(sd, "backbone.embed.weight")
+    if backbone_in != encoder_dim:
+        raise ValueError(f"Inconsistent WavTokenizer checkpoint: codebook dim {encoder_dim} vs backbone input {backbone_in}.")
+    layers = len({k.split(".")[2] for k in sd if k.startswith("backbone.convnext.")})
+    adanorm = _shape(sd, "backbone.norm.scale.weight")[0] if "backbone.norm.scale.weight" in sd else None
+    return dict(
+        strides=strides,
+        encoder_filters=_shape(sd, f"{_ENC}model.0.conv.conv.weight_v")[0],
+        encoder_dim=encoder_dim,
+        encoder_residual_layers=n_res // max(len(strides), 1),
+        encoder_lstm_layers=lstm,
+        codebook_size=codebook_size,
+        backbone_dim=backbone_dim,
+        backbone_intermediate_dim=_shape(sd, "backbone.convnext.0.pwconv1.weight")[0],
+        backbone_layers=layers,
+        adanorm_num_embeddings=adanorm,
+        attention_prelude=any(k.startswith("backbone.pos_net.") for k in sd),
+        n_fft=_shape(sd, "head.out.weight")[0] - 2,
+    )
+
+
+def _official_numbers(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers an official YAML (or a fixture's config.json) states, in our field names."""
+    model = config.get("model", config)
+    args = model.get("init_args", model)
+    fe = args.get("feature_extractor", {}).get("init_args", {})
+    bb = args.get("backbone", {}).get("init_args", {})
+    hd = args.get("head", {}).get("init_args", {})
+    out: dict[str, Any] = {}
+    if "dowmsamples" in fe:  # upstream's spelling; SEANet applies them in reverse
+        out["strides"] = tuple(int(r) for r in reversed(fe["dowmsamples"]))
+    if "vq_bins" in fe:
+        out["codebook_size"] = int(fe["vq_bins"])
+    if "vq_kmeans" in fe:
+        out["kmeans_iters"] = int(fe["vq_kmeans"])
+    if int(fe.get("num_quantizers", 1)) != 1:
+        raise ValueError(f"WavTokenizer has one codebook; the config asks for num_quantizers={fe['num_quantizers']}.")
+    for ours, theirs in (("backbone_dim", "dim"), ("backbone_intermediate_dim", "intermediate_dim"), ("backbone_layers", "num_layers"), ("encoder_dim", "input_channels")):
+        if theirs in bb:
+            out[ours] = int(bb[theirs])
+    if "adanorm_num_embeddings" in bb:
+        out["adanorm_num_embeddings"] = None if bb["adanorm_num_embeddings"] is None else int(bb["adanorm_num_embeddings"])
+    if "n_fft" in hd:
+        out["n_fft"] = int(hd["n_fft"])
+    if hd.get("padding", "same") != "same":
+        raise ValueError(f"WavTokenizer's iSTFT head uses padding='same'; the config asks for {hd['padding']!r}.")
+    if "sample_rate" in args:
+        out["sample_rate"] = int(args["sample_rate"])
+    seanet = config.get("encodec_constant_overrides", {}).get("SEANetEncoder", {})  # parity fixtures only
+    if "n_filters" in seanet:
+        out["encoder_filters"] = int(seanet["n_filters"])
+    return out
+
+
+def from_official_config(config: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> WavTokenizerConfig:
+    """Official YAML (`model.init_args...`), a parity fixture's config.json, our own config.json, or
+    None -> WavTokenizerConfig. The architecture is read from the checkpoint's shapes; every number
+    the config states must agree with them (else an error names the difference)."""
+    if config is not None and "family" in config and "config" in config:  # our own format
+        if config["family"] != WavTokenizer.family:
+            raise ValueError(f"config.json is for family {config['family']!r}, not 'wavtokenizer'.")
+        return WavTokenizer.config_from_dict(config["config"])
+    fields = config_from_state_dict(state_dict)
+    if config is not None:
+        stated = _official_numbers(config)
+        diffs = [f"{k}: config {v} vs checkpoint {fields[k]}" for k, v in stated.items() if k in fields and fields[k] != v]
+        if diffs:
+            raise ValueError("The config does not match the checkpoint: " + "; ".join(diffs) + ".")
+        fields.update({k: v for k, v in stated.items() if k not in fields})
+    return config_from_dict(WavTokenizerConfig, fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# catalogue
+# ----------------------------------------------------------------------------------------------
+CONFIG_40TPS = WavTokenizerConfig()
+CONFIG_75TPS = WavTokenizerConfig(strides=(2, 4, 5, 8), n_fft=1280)
+# Tiny: for tests, benchmarks and the embedded CPU-trained default (100 tokens/s).
+TINY_CONFIG = WavTokenizerConfig(
+    strides=(2, 4, 5, 6),
+    encoder_filters=8,
+    encoder_dim=64,
+    codebook_size=1024,
+    backbone_dim=64,
+    backbone_intermediate_dim=192,
+    backbone_layers=2,
+    num_groups=16,
+    n_fft=960,
+    kmeans_iters=10,
+)
+
+
+def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, description: str) -> Variant:
+    pre = PretrainedCfg(hub_id=hub_id, filename=filename, license=LICENSE, paper=PAPER)
+    return Variant(name=name, config=cfg, pretrained=pre, description=description)
+
+
+VARIANTS = (
+    _official("wavtokenizer-small-40tps", CONFIG_40TPS, "novateur/WavTokenizer", "WavTokenizer_small_600_24k_4096.ckpt",
+              "WavTokenizer small, 40 tokens/s (hop 600), trained on LibriTTS (speech)."),
+    _official("wavtokenizer-small-75tps", CONFIG_75TPS, "novateur/WavTokenizer", "WavTokenizer_small_320_24k_4096.ckpt",
+              "WavTokenizer small, 75 tokens/s (hop 320), trained on LibriTTS (speech)."),
+    _official("wavtokenizer-medium-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
+              "wavtokenizer_medium_speech_320_24k_v2.ckpt",
+              "WavTokenizer medium, 75 tokens/s, ~10k hours of speech."),
+    _official("wavtokenizer-medium-music-audio-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
+              "wavtokenizer_medium_music_audio_320_24k_v2.ckpt",
+              "WavTokenizer medium, 75 tokens/s, music and general audio."),
+    _official("wavtokenizer-large-unify-40tps", CONFIG_40TPS, "novateur/WavTokenizer-large-unify-40token",
+              "wavtokenizer_large_unify_600_24k.ckpt",
+              "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio."),
+    _official("wavtokenizer-large-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-large-speech-75token",
+              "wavtokenizer_large_speech_320_v2.ckpt",
+              "WavTokenizer large, 75 tokens/s, speech (the v2 checkpoint; v1 was withdrawn upstream)."),
+    Variant(
+        name="wavtokenizer-tiny-24k",
+        config=TINY_CONFIG,
+        pretrained=None,
+        embedded="wavtokenizer/tiny-24k",
+        official=False,
+        description="A tiny WavTokenizer (100 tokens/s, 1024 codes) trained here on CPU with recipes/wavtokenizer/tiny-cpu.yaml.",
+    ),
+)
+
+FAMILY = FamilySpec(
+    name="wavtokenizer",
+    tokenizer=WavTokenizer,
+    config=WavTokenizerConfig,
+    variants=VARIANTS,
+    remap_state_dict=remap_state_dict,
+    from_official_config=from_official_config,
+    paper=PAPER,
+    upstream=UPSTREAM,
+    description="24 kHz audio codec: SEANet encoder, one 4096-code VQ, Vocos decoder with an iSTFT head (40 or 75 tokens/s).",
+    tiny_config=TINY_CONFIG,
+)
