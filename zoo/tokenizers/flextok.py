@@ -594,6 +594,14 @@ def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor
     scaling = off_vae.get("scaling_factor") or vae_cfg.get("scaling_factor")
     if scaling is None:
         scaling = _hub_vae_scaling_factor(off_vae.get("hf_hub_path"))
+    groups = vae_cfg.get("norm_num_groups")
+    if groups is None:  # not in the FlexTok header; the released VAEs (SDXL layout) use 32
+        if any(c % 32 for c in block_out):
+            raise ValueError(
+                f"The VAE's GroupNorm group count is not in this FlexTok checkpoint and 32 does not divide its widths "
+                f"{list(block_out)}; pass the VAE's diffusers config.json (or a fixture config.json) as config=."
+            )
+        groups = 32
     head_dim = lambda tf, dim: int(tf.get("head_dim") or (dim // tf["num_heads"] if tf.get("num_heads") else 64))  # noqa: E731
     time_cfg = dec.get("dec_time_embedder", {})
     null_target = str((dec.get("dec_latent_dropout") or {}).get("_target_", ""))
@@ -616,7 +624,7 @@ def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor
         vae_latent_channels=latent_c,
         vae_block_out_channels=block_out,
         vae_layers_per_block=depth(v + "encoder.down_blocks.0.resnets."),
-        vae_norm_num_groups=int(vae_cfg.get("norm_num_groups", 32)),
+        vae_norm_num_groups=int(groups),
         vae_use_quant_conv=(v + "quant_conv.weight") in sd,
         vae_use_post_quant_conv=(v + "post_quant_conv.weight") in sd,
         vae_scaling_factor=float(scaling),
