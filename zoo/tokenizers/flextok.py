@@ -293,7 +293,7 @@ class FlexTok(Tokenizer):
     # -- VAE -------------------------------------------------------------------------------------
     def vae_encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """images [B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/8, W/8]."""
-        dist = self.vae.encode(images).latent_dist
+        dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         if self.cfg.vae_sample_posterior:
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
         else:
@@ -302,7 +302,7 @@ class FlexTok(Tokenizer):
 
     def vae_decode(self, latents: Tensor) -> Tensor:
         """scaled latents [B, C, h, w] -> images [B, 3, 8h, 8w] in about [-1, 1] (not clamped)."""
-        return self.vae.decode(latents / self.cfg.vae_scaling_factor).sample
+        return self.vae.decode(latents.to(self.vae.dtype) / self.cfg.vae_scaling_factor).sample
 
     # -- encode ----------------------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> Tensor:
