@@ -262,6 +262,7 @@ class FlexTok(Tokenizer):
     family = "flextok"
     modality = "image"
     config_class = FlexTokConfig
+    stochastic_decoder = True  # decode draws the initial latent noise (pass generator= or noise=)
 
     def __init__(self, cfg: FlexTokConfig):
         super().__init__(cfg)
