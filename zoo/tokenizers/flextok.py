@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.transformer import (
     AdaLNTransformerBlock,
     LayerNorm,
@@ -46,6 +47,7 @@ from zoo.blocks.transformer import (
     sincos_2d_posemb,
     timestep_embedding,
 )
+from zoo.quantizers.dropout import NestedDropout
 from zoo.quantizers.fsq import FSQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
@@ -86,14 +88,38 @@ class FlexTokConfig:
     # UNVERIFIED default: the released value is read at conversion (checkpoint header or VAE config.json).
     vae_scaling_factor: float = 1.0
     vae_sample_posterior: bool = False  # False: posterior mode (deterministic tokens); True: a sample
+    # "vae": the flow runs on AutoencoderKL latents (released models); "pixels": no VAE, the flow runs
+    # on [-1, 1] RGB patches (latent channels 3, factor 1; the vae_* fields are then unused)
+    latent_space: str = "vae"
     # decode() defaults (upstream README): Euler steps, guidance scale, APG instead of plain CFG
     decode_steps: int = 20
     guidance_scale: float = 7.5
     apg: bool = True
+    # training only (inference ignores them)
+    nested_dropout_mode: str = "pow2"  # kept prefix k drawn from {1, 2, 4, ..., R} (paper); "uniform": U{1..R}
+    cond_dropout_prob: float = 0.2  # CFG: chance that a sample's registers all become the null condition
+    repa_encoder: str = ""  # REPA target: "" off, a timm model name, or "custom" (FlexTok.set_repa_encoder)
+    repa_dim: int = 0  # width of the REPA encoder's features (the projector's output); 0 when off
+    repa_layer: int = 1  # decoder block whose patch features are aligned (0-based; FlexTok: after block 1)
+    repa_weight: float = 1.0  # times the REPA loss (1 - cosine similarity)
+    repa_hidden: int = 2048  # projector MLP width
+    repa_image_size: int = 224  # images are resized to this side for the REPA encoder (DINOv2/14 -> 16x16)
+    repa_pretrained: bool = True  # timm encoder with its pretrained weights (False: random, for tests)
 
     def __post_init__(self):
         if self.null_cond not in ("learned", "zero"):
             raise ValueError(f"null_cond must be 'learned' or 'zero'; got {self.null_cond!r}.")
+        if self.latent_space not in ("vae", "pixels"):
+            raise ValueError(f"latent_space must be 'vae' or 'pixels'; got {self.latent_space!r}.")
+        if self.nested_dropout_mode not in ("pow2", "uniform", "uniform_pow2"):
+            raise ValueError(f"nested_dropout_mode must be 'pow2', 'uniform' or 'uniform_pow2'; got {self.nested_dropout_mode!r}.")
+        if not 0.0 <= self.cond_dropout_prob < 1.0:
+            raise ValueError(f"cond_dropout_prob must lie in [0, 1); got {self.cond_dropout_prob}.")
+        if self.repa_encoder and (self.repa_dim < 1 or not 0 <= self.repa_layer < self.dec_depth):
+            raise ValueError(
+                f"REPA needs repa_dim >= 1 (the encoder's feature width) and repa_layer in 0..{self.dec_depth - 1}; "
+                f"got repa_dim={self.repa_dim}, repa_layer={self.repa_layer}."
+            )
         if self.adaln_expansion not in (1, 2):
             raise ValueError(f"adaln_expansion must be 1 or 2; got {self.adaln_expansion}.")
         for name in ("enc", "dec"):
@@ -103,7 +129,13 @@ class FlexTokConfig:
 
     @property
     def vae_factor(self) -> int:
-        return 2 ** (len(self.vae_block_out_channels) - 1)
+        """Pixels per latent pixel (1 in pixel space)."""
+        return 1 if self.latent_space == "pixels" else 2 ** (len(self.vae_block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of what the flow runs on (3 in pixel space)."""
+        return 3 if self.latent_space == "pixels" else self.vae_latent_channels
 
     @property
     def max_grid(self) -> int:
@@ -156,7 +188,7 @@ class FlexTokEncoder(nn.Module):
         super().__init__()
         d, g = cfg.enc_dim, cfg.max_grid
         self.patch_size = cfg.patch_size
-        self.patch_emb = nn.Linear(cfg.vae_latent_channels * cfg.patch_size**2, d)
+        self.patch_emb = nn.Linear(cfg.latent_channels * cfg.patch_size**2, d)
         self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
         self.registers = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
         self.blocks = nn.ModuleList(
@@ -190,12 +222,13 @@ class FlexTokDecoder(nn.Module):
 
     def __init__(self, cfg: FlexTokConfig):
         super().__init__()
-        d, g, p, c = cfg.dec_dim, cfg.max_grid, cfg.patch_size, cfg.vae_latent_channels
+        d, g, p, c = cfg.dec_dim, cfg.max_grid, cfg.patch_size, cfg.latent_channels
         self.patch_size, self.expansion = p, cfg.adaln_expansion
         self.time_freq_dim, self.max_timestep = cfg.time_freq_dim, cfg.max_timestep
         self.from_latents = nn.Linear(len(cfg.fsq_levels), d)
         self.register_posemb = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
-        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # replaces registers >= k
+        # nested dropout: registers >= k become a learned mask token (k drawn in training, given at inference)
+        self.nested_dropout = NestedDropout(d, cfg.num_registers, mode=cfg.nested_dropout_mode)
         self.null_cond = nn.Parameter(torch.randn(d) * 0.02) if cfg.null_cond == "learned" else None
         self.patch_emb = nn.Linear(c * p * p, d)
         self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
@@ -212,16 +245,18 @@ class FlexTokDecoder(nn.Module):
         self.head = nn.Linear(d, p * p * c)
 
     def condition(self, codes: Tensor, keep: Tensor) -> Tensor:
-        """FSQ codes [B, R, L] (padded to R) and kept counts keep [B] -> register tokens [B, R, D]."""
+        """FSQ codes [B, R, L] (padded to R) and kept counts keep [B] -> register tokens [B, R, D].
+        The position embedding is added before the mask token replaces the tail (as upstream)."""
         regs = self.from_latents(codes) + self.register_posemb[: codes.shape[1]]  # [B, R, D]
-        pos = torch.arange(codes.shape[1], device=codes.device)
-        return torch.where((pos[None, :] < keep[:, None])[..., None], regs, self.mask_token.to(regs.dtype))
+        return self.nested_dropout(regs, keep=keep).x
 
-    def uncondition(self, like: Tensor) -> Tensor:
-        """The CFG null condition: every register replaced by the learned vector (or zeros)."""
-        if self.null_cond is None:
-            return torch.zeros_like(like)
-        return self.null_cond.to(like.dtype).expand_as(like)
+    def uncondition(self, like: Tensor, drop: Tensor | None = None) -> Tensor:
+        """The CFG null condition: every register replaced by the learned vector (or zeros); with
+        drop [B] bool, only the items where it is True (training-time condition dropout)."""
+        if drop is None:
+            return torch.zeros_like(like) if self.null_cond is None else self.null_cond.to(like.dtype).expand_as(like)
+        null = like.new_zeros(()) if self.null_cond is None else self.null_cond.to(like.dtype)
+        return torch.where(drop[:, None, None], null, like)
 
     def time_embedding(self, t: Tensor) -> Tensor:
         if (t > self.max_timestep).any() or (t < 0).any():
@@ -266,11 +301,13 @@ class FlexTok(Tokenizer):
 
     def __init__(self, cfg: FlexTokConfig):
         super().__init__(cfg)
-        self.vae = build_vae(cfg)
+        self.vae = build_vae(cfg).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen
         self.encoder = FlexTokEncoder(cfg)
         self.quantizer = FSQ(cfg.fsq_levels)
         self.decoder = FlexTokDecoder(cfg)
-        self.vae.requires_grad_(False)
+        # REPA (training only): projector from decoder patch features to the frozen encoder's width.
+        self.repa_projector = ReprProjector(cfg.dec_dim, cfg.repa_hidden, cfg.repa_dim) if cfg.repa_encoder else None
+        self._repa_encoder: list[nn.Module] = []  # held outside the module tree: not saved, not trained, not in EMA
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -288,12 +325,15 @@ class FlexTok(Tokenizer):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.vae.eval()  # frozen, as upstream
+        if self.vae is not None:
+            self.vae.eval()  # frozen, as upstream
         return self
 
     # -- VAE -------------------------------------------------------------------------------------
     def vae_encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """images [B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/8, W/8]."""
+        """images [B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/8, W/8] (the images in pixel space)."""
+        if self.vae is None:
+            return images
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         if self.cfg.vae_sample_posterior:
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
@@ -303,6 +343,8 @@ class FlexTok(Tokenizer):
 
     def vae_decode(self, latents: Tensor) -> Tensor:
         """scaled latents [B, C, h, w] -> images [B, 3, 8h, 8w] in about [-1, 1] (not clamped)."""
+        if self.vae is None:
+            return latents
         return self.vae.decode(latents.to(self.vae.dtype) / self.cfg.vae_scaling_factor).sample
 
     # -- encode ----------------------------------------------------------------------------------
@@ -412,7 +454,7 @@ class FlexTok(Tokenizer):
             return (self.vae_decode(x).clamp(-1, 1) + 1) / 2
 
     def _initial_noise(self, b, tokens, noise, generator, image_size) -> Tensor:
-        c, f = self.cfg.vae_latent_channels, self.cfg.vae_factor
+        c, f = self.cfg.latent_channels, self.cfg.vae_factor
         if noise is not None:
             if not isinstance(noise, Tensor) or noise.dim() != 4 or noise.shape[:2] != (b, c):
                 raise ValueError(f"FlexTok noise must be a latent tensor [{b}, {c}, h, w]; got {getattr(noise, 'shape', type(noise).__name__)}.")
@@ -428,29 +470,89 @@ class FlexTok(Tokenizer):
         # Upstream draws one [1, C, h, w] tensor per image, in order, from the generator.
         return torch.cat([torch.randn((1, c, h // f, w // f), generator=generator) for _ in range(b)]).to(self.device)
 
-    # -- training forward ------------------------------------------------------------------------
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
-        """Training pass: encode all registers, FSQ (straight-through), nested dropout k ~ U{1..R},
-        rectified flow at t = sigmoid(N(0, 1)); loss MSE(v, eps - x0). recon = the one-step estimate
-        x0 = x_t - t * v, decoded by the VAE, in [0, 1]."""
+    # -- training ---------------------------------------------------------------------------------
+    def set_repa_encoder(self, encoder: nn.Module | None) -> None:
+        """Plug in the frozen REPA feature encoder: images [B, 3, H, W] in [0, 1] -> features [B, N, repa_dim]
+        (N a square) or [B, repa_dim, h, w]. Needed when cfg.repa_encoder == "custom"; for a timm name the
+        encoder is built on first use. It is kept out of the module tree (never saved or trained)."""
+        if encoder is not None and not self.cfg.repa_encoder:
+            raise ValueError("This FlexTok has REPA off (config repa_encoder is empty); build it with repa_encoder and repa_dim set.")
+        if encoder is not None:
+            encoder.requires_grad_(False).eval()
+        self._repa_encoder[:] = [] if encoder is None else [encoder]
+
+    def repa_features(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] -> frozen encoder features (the REPA target)."""
+        if not self._repa_encoder:
+            if self.cfg.repa_encoder == "custom":
+                raise ValueError("FlexTok config repa_encoder='custom' needs FlexTok.set_repa_encoder(module) before training.")
+            self._repa_encoder.append(FrozenFeatureEncoder(self.cfg.repa_encoder, self.cfg.repa_image_size, self.cfg.repa_pretrained))
+        enc = self._repa_encoder[0]
+        ref = next(enc.parameters(), None)
+        if ref is not None and ref.device != images.device:
+            enc.to(images.device)
+        with torch.no_grad():
+            return enc(images)
+
+    def flow_noise_shape(self, x: Tensor) -> tuple[int, ...]:
+        """The shape of the flow's noise for images x [B, 3, H, W]: the latent [B, C, H/f, W/f]."""
+        f = self.cfg.vae_factor
+        return (x.shape[0], self.cfg.latent_channels, x.shape[-2] // f, x.shape[-1] // f)
+
+    def flow_forward(self, x: Tensor, *, t: Tensor, noise: Tensor, generator: torch.Generator | None = None) -> FlowOutput:
+        """Training pass for train_flow_decoder.py (zoo.api.FlowOutput agreement).
+
+        x [B, 3, H, W] in [0, 1]; t [B] in (0, 1); noise eps [B, C, H/f, W/f] (see flow_noise_shape).
+        Encode all R registers, FSQ (straight-through), nested dropout keeps k registers (k drawn by
+        cfg.nested_dropout_mode), condition dropout replaces all registers by the null condition with
+        probability cfg.cond_dropout_prob, x_t = t eps + (1 - t) x0, velocity target eps - x0 (upstream's
+        convention: t = 1 is noise). With REPA on, losses["repa"] = repa_weight * (1 - cos) between the
+        projected decoder patch features after block repa_layer and the frozen encoder's features.
+        """
         x = self._check_images(x)
         with torch.no_grad():
-            x0 = self.vae_encode(x.to(self.device) * 2 - 1, generator)
+            x0 = self.vae_encode(x.to(self.device) * 2 - 1, generator)  # [B, C, h, w]
+        if tuple(noise.shape) != tuple(x0.shape):
+            raise ValueError(f"FlexTok flow noise must have the latent's shape {list(x0.shape)} (flow_noise_shape); got {list(noise.shape)}.")
+        t = torch.as_tensor(t, dtype=torch.float32, device=x0.device).reshape(-1)
+        if t.shape[0] != x0.shape[0]:
+            raise ValueError(f"FlexTok flow timesteps must be one per image ([{x0.shape[0]}]); got shape {list(t.shape)}.")
         b, r = x0.shape[0], self.cfg.num_registers
         z, _ = self.encoder(x0, r)
         q = self.quantizer(z)
-        keep = torch.randint(1, r + 1, (b,), generator=generator).to(x0.device)
-        regs = self.decoder.condition(q.quantized.to(x0.dtype), keep)
-        t = torch.sigmoid(torch.randn((b,), generator=generator)).to(x0.device)
-        eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-        tb = t[:, None, None, None]
+        keep = self.decoder.nested_dropout.sample_keep(b, generator).to(x0.device)  # [B]
+        regs = self.decoder.condition(q.quantized.to(x0.dtype), keep)  # [B, R, D]
+        if self.training and self.cfg.cond_dropout_prob > 0:
+            drop = torch.rand((b,), generator=generator, device=generator.device if generator is not None else "cpu")
+            regs = self.decoder.uncondition(regs, drop.to(x0.device) < self.cfg.cond_dropout_prob)
+        eps = noise.to(x0.device, x0.dtype)
+        tb = t.to(x0.dtype)[:, None, None, None]
         x_t = tb * eps + (1 - tb) * x0
-        v = self.decoder(x_t, t, regs)
-        loss = F.mse_loss(v.float(), (eps - x0).float())
-        with torch.no_grad():
-            recon = (self.vae_decode(x_t - tb * v).clamp(-1, 1) + 1) / 2
+        repa_on = self.repa_projector is not None
+        out = self.decoder(x_t, t, regs, return_repa=self.cfg.repa_layer if repa_on else None)
+        v, feats = out if repa_on else (out, None)
+        losses = dict(q.losses)
+        if repa_on:
+            h, w = x_t.shape[-2] // self.cfg.patch_size, x_t.shape[-1] // self.cfg.patch_size
+            target = align_to_grid(self.repa_features(x.to(self.device)), h, w)  # [B, h*w, repa_dim]
+            losses["repa"] = self.cfg.repa_weight * repa_loss(self.repa_projector(feats), target)
         tokens = Tokens(ids=q.ids.detach(), layout="1d", lengths=keep.cpu(), meta=self.token_meta(image_size=list(x.shape[-2:])))
-        return TokenizerOutput(recon=recon, tokens=tokens, losses={"flow": loss, **q.losses}, metrics=dict(q.metrics))
+        return FlowOutput(velocity=v, target=eps - x0, tokens=tokens, losses=losses, metrics=dict(q.metrics))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
+        """Training pass with its own draws: t = sigmoid(N(0, 1)), eps ~ N(0, I), then flow_forward.
+        losses["flow"] = MSE(v, eps - x0); recon = the one-step estimate x0 = x_t - t v decoded, in [0, 1]."""
+        x = self._check_images(x)
+        shape = self.flow_noise_shape(x)
+        t = torch.sigmoid(torch.randn((shape[0],), generator=generator)).to(self.device)
+        eps = torch.randn(shape, generator=generator).to(self.device)
+        out = self.flow_forward(x, t=t, noise=eps, generator=generator)
+        loss = F.mse_loss(out.velocity.float(), out.target.float())
+        with torch.no_grad():
+            x0_true = eps - out.target  # the clean latent
+            x_t = t[:, None, None, None] * eps + (1 - t[:, None, None, None]) * x0_true
+            recon = (self.vae_decode(x_t - t[:, None, None, None] * out.velocity).clamp(-1, 1) + 1) / 2
+        return TokenizerOutput(recon=recon, tokens=out.tokens, losses={"flow": loss, **out.losses}, metrics=out.metrics)
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
@@ -491,7 +593,7 @@ _TENSORS: dict[str, tuple[str, Callable[[Tensor], Tensor]]] = {
     "encoder.module_dict.enc_register_module.registers": ("encoder.registers", lambda t: t),
     "decoder.module_dict.dec_patches_posemb_module.posembs": ("decoder.posemb", lambda t: t[0]),
     "decoder.module_dict.dec_registers_posemb_module.posembs": ("decoder.register_posemb", lambda t: t[0, 0].t()),  # [1, 1, D, R] -> [R, D]
-    "decoder.module_dict.dec_nested_dropout.dropout_mask_token": ("decoder.mask_token", lambda t: t),
+    "decoder.module_dict.dec_nested_dropout.dropout_mask_token": ("decoder.nested_dropout.mask_token", lambda t: t),
     "decoder.module_dict.dec_latent_dropout.nullcond": ("decoder.null_cond", lambda t: t),
 }
 # Training-only entries that inference does not use (dropped on purpose; anything else unknown
@@ -606,6 +708,9 @@ def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor
     head_dim = lambda tf, dim: int(tf.get("head_dim") or (dim // tf["num_heads"] if tf.get("num_heads") else 64))  # noqa: E731
     time_cfg = dec.get("dec_time_embedder", {})
     null_target = str((dec.get("dec_latent_dropout") or {}).get("_target_", ""))
+    # training settings (only used when fine-tuning): nested dropout sampling, CFG condition dropout
+    nested_mode = (dec.get("dec_nested_dropout") or {}).get("size_sampling_mode") or FlexTokConfig.nested_dropout_mode
+    cond_p = (dec.get("dec_latent_dropout") or {}).get("dropout_prob", FlexTokConfig.cond_dropout_prob)
     return FlexTokConfig(
         image_size=grid * patch * 2 ** (n_blocks - 1),
         num_registers=num_registers,
@@ -630,6 +735,8 @@ def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor
         vae_use_post_quant_conv=(v + "post_quant_conv.weight") in sd,
         vae_scaling_factor=float(scaling),
         vae_sample_posterior=bool(off_vae.get("sample_posterior", False)),
+        nested_dropout_mode=str(nested_mode),
+        cond_dropout_prob=float(cond_p),
     )
 
 
