@@ -242,3 +242,164 @@ def test_bad_arguments(model, images):
         model.decode(zoo.Tokens(torch.zeros(1, 2, 2, dtype=torch.long), layout="rvq"), steps=1)
     with pytest.raises(ValueError, match="timesteps"):
         model.velocity(torch.randn(2, 16, 8, 8), torch.tensor([1.5, 0.5]), t)
+
+
+# -- training: flow_forward (train_flow_decoder.py agreement), nested / condition dropout, REPA -----
+def test_flow_forward_agreement(model, images):
+    from zoo.api import FlowOutput
+
+    shape = model.flow_noise_shape(images)
+    assert shape == (2, 16, 8, 8)  # the VAE latent, not the image
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0.25, 0.8])
+    out = model.flow_forward(images, t=t, noise=noise, keep=torch.tensor([3, 16]))  # eval: no condition dropout
+    assert isinstance(out, FlowOutput) and out.velocity.shape == out.target.shape == shape
+    x0 = model.vae_encode(images * 2 - 1)
+    assert torch.allclose(out.target, noise - x0, atol=1e-6)  # upstream: x_t = t eps + (1 - t) x0, v = eps - x0
+    assert out.tokens.lengths.tolist() == [3, 16] and torch.equal(out.tokens.ids, model.encode(images).ids)
+    # the training velocity is the decoder's velocity at x_t given the kept prefix
+    x_t = t[:, None, None, None] * noise + (1 - t[:, None, None, None]) * x0
+    assert torch.allclose(out.velocity, model.velocity(x_t, t, out.tokens), atol=1e-5)
+    with pytest.raises(ValueError, match="latent's shape"):
+        model.flow_forward(images, t=t, noise=torch.randn(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="one per image"):
+        model.flow_forward(images, t=torch.rand(3), noise=noise)
+
+
+def test_nested_dropout_is_the_shared_module_with_powers_of_two(model, images):
+    from zoo.quantizers.dropout import NestedDropout
+
+    nd = model.decoder.nested_dropout
+    assert isinstance(nd, NestedDropout) and nd.mode == "pow2"
+    assert set(nd.sample_keep(400, torch.Generator().manual_seed(0)).tolist()) == {1, 2, 4, 8, 16}
+    noise = torch.randn(model.flow_noise_shape(images))
+    keeps = {tuple(model.flow_forward(images, t=torch.full((2,), 0.5), noise=noise).tokens.lengths.tolist()) for _ in range(3)}
+    assert len(keeps) > 1 and all(k in (1, 2, 4, 8, 16) for ks in keeps for k in ks)  # drawn per sample
+    m = ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, nested_dropout_mode="uniform"))
+    assert m.decoder.nested_dropout.mode == "uniform"
+
+
+def test_condition_dropout_uses_the_null_condition(model, images):
+    regs = torch.randn(3, 16, 64)
+    out = model.decoder.uncondition(regs, torch.tensor([True, False, True]))
+    assert torch.equal(out[1], regs[1])
+    assert torch.equal(out[0], model.decoder.null_cond.expand(16, 64)) and torch.equal(out[2], out[0])
+    # in train mode a sample's registers are dropped with probability cond_dropout_prob
+    noise = torch.randn(model.flow_noise_shape(images), generator=torch.Generator().manual_seed(1))
+    t, keep = torch.full((2,), 0.5), torch.tensor([16, 16])
+    cond = model.flow_forward(images, t=t, noise=noise, keep=keep).velocity
+    x0 = model.vae_encode(images * 2 - 1)
+    x_t = 0.5 * noise + 0.5 * x0
+    uncond = model.velocity(x_t, t, model.encode(images), cond=False)
+    seen = set()
+    model.train()
+    try:
+        for seed in range(5):  # seeded: these draws drop some samples and keep others
+            v = model.flow_forward(images, t=t, noise=noise, keep=keep, generator=torch.Generator().manual_seed(seed)).velocity
+            for i in range(2):
+                dropped = torch.allclose(v[i], uncond[i], atol=1e-5)
+                assert dropped or torch.allclose(v[i], cond[i], atol=1e-5)
+                seen.add(dropped)
+    finally:
+        model.eval()
+    assert seen == {True, False}
+
+
+class _SmallEncoder(torch.nn.Module):
+    """A locally built frozen feature encoder: 8x8 patches -> 24 features on an 8x8 grid (REPA target)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, 24, 8, stride=8)
+
+    def forward(self, x):
+        return self.proj(x)  # [B, 24, H/8, W/8]
+
+
+def test_repa_with_a_local_encoder(images, tmp_path):
+    cfg = dataclasses.replace(ft.TINY_CONFIG, repa_encoder="custom", repa_dim=24, repa_hidden=32, repa_layer=0)
+    torch.manual_seed(0)
+    m = ft.FlexTok(cfg).train()
+    noise = torch.randn(m.flow_noise_shape(images))
+    with pytest.raises(ValueError, match="set_repa_encoder"):
+        m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise)
+    enc = _SmallEncoder()
+    m.set_repa_encoder(enc)
+    out = m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise)
+    assert set(out.losses) == {"repa"} and 0 < out.losses["repa"].item() < 2
+    out.losses["repa"].backward()
+    assert m.repa_projector[0].weight.grad is not None
+    assert m.decoder.blocks[0].attn.wq.weight.grad is not None  # the aligned block and those before it learn
+    assert m.decoder.blocks[1].attn.wq.weight.grad is None  # blocks after the tap get nothing from REPA
+    assert m.encoder.to_latents.weight.grad is not None  # through the registers and straight-through FSQ
+    assert enc.proj.weight.grad is None and not enc.proj.weight.requires_grad  # frozen
+    keys = m.state_dict().keys()
+    assert any(k.startswith("repa_projector.") for k in keys) and not any("proj.weight" == k.split("repa")[-1] for k in keys)
+    assert not any(k.startswith("_repa") for k in keys)
+    m.save_pretrained(tmp_path / "r")  # the projector is saved; the encoder is not
+    again = zoo.load(str(tmp_path / "r"))
+    assert again.cfg == cfg and torch.equal(again.repa_projector[0].weight, m.repa_projector[0].weight)
+    with pytest.raises(ValueError, match="REPA off"):
+        ft.FlexTok(ft.TINY_CONFIG).set_repa_encoder(enc)
+
+
+def test_repa_helpers():
+    from zoo.blocks.repa import align_to_grid, repa_loss
+
+    f = torch.randn(2, 16, 5)
+    assert torch.equal(align_to_grid(f, 4, 4), f)
+    assert align_to_grid(f, 2, 2).shape == (2, 4, 5) and align_to_grid(torch.randn(2, 5, 8, 8), 4, 4).shape == (2, 16, 5)
+    assert float(repa_loss(f, 3 * f)) == pytest.approx(0.0, abs=1e-6) and float(repa_loss(f, -f)) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="square"):
+        align_to_grid(torch.randn(2, 15, 5), 4, 4)
+    with pytest.raises(ValueError, match="differ"):
+        repa_loss(f, torch.randn(2, 16, 6))
+
+
+def test_pixel_space_variant(images):
+    cfg = dataclasses.replace(ft.TINY_CONFIG, latent_space="pixels", patch_size=8)
+    m = ft.FlexTok(cfg).eval()
+    assert m.vae is None and m.latent_factor == 8 and m.flow_noise_shape(images) == (2, 3, 64, 64)
+    t = m.encode(images, num_tokens=4)
+    assert t.ids.shape == (2, 4)
+    assert m.decode(t, steps=2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 64, 64)
+    noise = torch.randn(2, 3, 64, 64)
+    out = m.flow_forward(images, t=torch.full((2,), 0.3), noise=noise)
+    assert torch.allclose(out.target, noise - (images * 2 - 1))  # the flow runs on [-1, 1] pixels
+    assert out.velocity.shape == (2, 3, 64, 64)
+
+
+def test_training_config_errors():
+    with pytest.raises(ValueError, match="latent_space"):
+        ft.FlexTokConfig(latent_space="rgb")
+    with pytest.raises(ValueError, match="nested_dropout_mode"):
+        ft.FlexTokConfig(nested_dropout_mode="linear")
+    with pytest.raises(ValueError, match="cond_dropout_prob"):
+        ft.FlexTokConfig(cond_dropout_prob=1.0)
+    with pytest.raises(ValueError, match="repa_dim"):
+        ft.FlexTokConfig(repa_encoder="vit_large_patch14_dinov2.lvd142m")
+    with pytest.raises(ValueError, match="repa_layer"):
+        ft.FlexTokConfig(repa_encoder="custom", repa_dim=8, repa_layer=28)
+
+
+def test_official_training_settings_are_read():
+    _need_fixture()
+    import json
+
+    from safetensors.torch import load_file
+
+    cfg = ft.from_official_config(json.loads((FIXTURE / "config.json").read_text()), load_file(str(FIXTURE / "weights.safetensors")))
+    assert cfg.nested_dropout_mode == "uniform" and cfg.cond_dropout_prob == 0.2  # the fixture's MaskedNestedDropout / LearnedNullCond
+
+
+def test_vae_init_fills_the_vae_and_is_not_saved(tmp_path):
+    torch.manual_seed(5)
+    donor = ft.build_vae(ft.TINY_CONFIG)
+    donor.save_pretrained(tmp_path / "vae")  # a diffusers AutoencoderKL folder, as released VAEs are
+    m = ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_init=str(tmp_path / "vae")))
+    assert all(torch.equal(a, b) for a, b in zip(m.vae.state_dict().values(), donor.state_dict().values()))
+    assert m.config_dict()["vae_init"] == ""  # the saved weights carry the VAE
+    with pytest.raises(ValueError, match="does not match"):
+        ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_latent_channels=4, vae_init=str(tmp_path / "vae")))
+    with pytest.raises(ValueError, match="scaling_factor 0.5"):
+        ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_scaling_factor=0.13, vae_init=str(tmp_path / "vae")))

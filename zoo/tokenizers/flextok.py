@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, prepare_images
 from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.transformer import (
     AdaLNTransformerBlock,
@@ -88,6 +88,9 @@ class FlexTokConfig:
     # UNVERIFIED default: the released value is read at conversion (checkpoint header or VAE config.json).
     vae_scaling_factor: float = 1.0
     vae_sample_posterior: bool = False  # False: posterior mode (deterministic tokens); True: a sample
+    # training from scratch: a diffusers AutoencoderKL (hub id or folder, e.g. EPFL-VILAB/flextok_vae_c16) whose
+    # weights fill the frozen VAE when the model is built; saved configs clear it (the weights carry the VAE)
+    vae_init: str = ""
     # "vae": the flow runs on AutoencoderKL latents (released models); "pixels": no VAE, the flow runs
     # on [-1, 1] RGB patches (latent channels 3, factor 1; the vae_* fields are then unused)
     latent_space: str = "vae"
@@ -169,6 +172,27 @@ def build_vae(cfg: FlexTokConfig) -> nn.Module:
         use_quant_conv=cfg.vae_use_quant_conv,
         use_post_quant_conv=cfg.vae_use_post_quant_conv,
     )
+
+
+def load_vae_weights(vae: nn.Module, source: str, scaling_factor: float | None = None) -> None:
+    """Fill our VAE with a released diffusers AutoencoderKL's weights (hub id or folder), strictly; when
+    given, scaling_factor must equal the released VAE's (the latents' scale is part of the model)."""
+    from diffusers.models import AutoencoderKL
+
+    try:
+        donor = AutoencoderKL.from_pretrained(source)
+        state = donor.state_dict()
+    except Exception as e:
+        raise ValueError(f"FlexTok vae_init={source!r}: could not load a diffusers AutoencoderKL from it ({type(e).__name__}: {e}).") from e
+    ours = vae.state_dict()
+    bad = sorted(k for k in set(ours) | set(state) if k not in ours or k not in state or ours[k].shape != state[k].shape)
+    if bad:
+        raise ValueError(f"FlexTok vae_init={source!r} does not match the configured VAE (vae_* fields); differing keys: {bad[:8]}.")
+    released = donor.config.get("scaling_factor")
+    if scaling_factor is not None and released is not None and abs(float(released) - scaling_factor) > 1e-6:
+        raise ValueError(f"FlexTok vae_init={source!r} has scaling_factor {released}; the config says vae_scaling_factor="
+                         f"{scaling_factor}. Set vae_scaling_factor: {released} in the recipe.")
+    vae.load_state_dict(state)
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -302,12 +326,17 @@ class FlexTok(Tokenizer):
     def __init__(self, cfg: FlexTokConfig):
         super().__init__(cfg)
         self.vae = build_vae(cfg).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen
+        if cfg.vae_init and self.vae is not None:
+            load_vae_weights(self.vae, cfg.vae_init, cfg.vae_scaling_factor)
         self.encoder = FlexTokEncoder(cfg)
         self.quantizer = FSQ(cfg.fsq_levels)
         self.decoder = FlexTokDecoder(cfg)
         # REPA (training only): projector from decoder patch features to the frozen encoder's width.
         self.repa_projector = ReprProjector(cfg.dec_dim, cfg.repa_hidden, cfg.repa_dim) if cfg.repa_encoder else None
         self._repa_encoder: list[nn.Module] = []  # held outside the module tree: not saved, not trained, not in EMA
+
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(dataclasses.replace(self.cfg, vae_init=""))  # the saved weights hold the VAE
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -499,14 +528,16 @@ class FlexTok(Tokenizer):
         f = self.cfg.vae_factor
         return (x.shape[0], self.cfg.latent_channels, x.shape[-2] // f, x.shape[-1] // f)
 
-    def flow_forward(self, x: Tensor, *, t: Tensor, noise: Tensor, generator: torch.Generator | None = None) -> FlowOutput:
+    def flow_forward(self, x: Tensor, *, t: Tensor, noise: Tensor, keep: Tensor | int | None = None,
+                     generator: torch.Generator | None = None) -> FlowOutput:
         """Training pass for train_flow_decoder.py (zoo.api.FlowOutput agreement).
 
         x [B, 3, H, W] in [0, 1]; t [B] in (0, 1); noise eps [B, C, H/f, W/f] (see flow_noise_shape).
         Encode all R registers, FSQ (straight-through), nested dropout keeps k registers (k drawn by
         cfg.nested_dropout_mode), condition dropout replaces all registers by the null condition with
         probability cfg.cond_dropout_prob, x_t = t eps + (1 - t) x0, velocity target eps - x0 (upstream's
-        convention: t = 1 is noise). With REPA on, losses["repa"] = repa_weight * (1 - cos) between the
+        convention: t = 1 is noise). keep ([B] or an int) fixes the kept prefix lengths instead of drawing them.
+        Condition dropout acts in train mode only. With REPA on, losses["repa"] = repa_weight * (1 - cos) between the
         projected decoder patch features after block repa_layer and the frozen encoder's features.
         """
         x = self._check_images(x)
@@ -520,7 +551,9 @@ class FlexTok(Tokenizer):
         b, r = x0.shape[0], self.cfg.num_registers
         z, _ = self.encoder(x0, r)
         q = self.quantizer(z)
-        keep = self.decoder.nested_dropout.sample_keep(b, generator).to(x0.device)  # [B]
+        if keep is None:
+            keep = self.decoder.nested_dropout.sample_keep(b, generator)
+        keep = torch.as_tensor(keep, dtype=torch.long).to(x0.device).expand(b)  # [B]
         regs = self.decoder.condition(q.quantized.to(x0.dtype), keep)  # [B, R, D]
         if self.training and self.cfg.cond_dropout_prob > 0:
             drop = torch.rand((b,), generator=generator, device=generator.device if generator is not None else "cpu")
