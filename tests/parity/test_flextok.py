@@ -78,3 +78,14 @@ def test_header_only_conversion_reads_the_embedded_config(setup):
     assert header_only.cfg == model.cfg
     sd_a, sd_b = model.state_dict(), header_only.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_training_flow_forward_matches_the_official_velocity(setup):
+    """The training path (train_flow_decoder.py's flow_forward) at the fixture's noise, timesteps and kept
+    prefixes gives the official decoder velocity and the official target eps - x0 (eval: no condition dropout)."""
+    model, io, _ = setup
+    model.eval()
+    out = model.flow_forward((io["rgb"] + 1) / 2, t=io["vel_t"], noise=io["vel_noise"], keep=io["keep_k"])
+    assert torch.equal(out.tokens.ids, io["tokens"])
+    _close(out.target, io["vel_noise"] - io["vae_latents"], 1e-5)
+    _close(out.velocity, io["vel_cond"], 1e-4)

@@ -403,3 +403,17 @@ def test_vae_init_fills_the_vae_and_is_not_saved(tmp_path):
         ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_latent_channels=4, vae_init=str(tmp_path / "vae")))
     with pytest.raises(ValueError, match="scaling_factor 0.5"):
         ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_scaling_factor=0.13, vae_init=str(tmp_path / "vae")))
+
+
+def test_tiny_cpu_recipe_builds_the_catalogue_variant():
+    from zoo.train.recipe import load_yaml
+
+    recipe = load_yaml(REPO / "recipes" / "flextok" / "tiny-cpu.yaml")
+    cfg = ft.FlexTok.config_from_dict(recipe["model"]["config"])
+    assert cfg == registry.lookup("flextok-tiny-64")[1].config
+    folder = REPO / "models" / "flextok" / "tiny-64"
+    if (folder / "config.json").is_file():  # the embedded default, trained with that recipe
+        tok = zoo.load("flextok-tiny-64")
+        assert tok.cfg == cfg and tok.variant == "flextok-tiny-64"
+        ids = tok.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), num_tokens=4).ids
+        assert ids.shape == (1, 4)

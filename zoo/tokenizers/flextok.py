@@ -813,6 +813,12 @@ TINY_CONFIG = FlexTokConfig(
     decode_steps=4,
 )
 
+# The embedded default (models/flextok/tiny-64, trained here with recipes/flextok/tiny-cpu.yaml): pixel space, no VAE.
+TINY_64_CONFIG = FlexTokConfig(
+    latent_space="pixels", image_size=64, patch_size=4, num_registers=32, enc_dim=96, enc_depth=2, enc_head_dim=32,
+    dec_dim=96, dec_depth=3, dec_head_dim=32, decode_steps=25, guidance_scale=1.0, apg=False,
+)
+
 VARIANTS: tuple[Variant, ...] = (
     _released("flextok-d12-d12-in1k", (12, 768), (12, 768), "EPFL-VILAB/flextok_d12_d12_in1k", "EPFL-VILAB/flextok_vae_c16",
               "FlexTok d12-d12 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
@@ -824,10 +830,11 @@ VARIANTS: tuple[Variant, ...] = (
               "FlexTok d18-d28 trained on DFN image-text data: 1..256 tokens per 256x256 image."),
     Variant(
         name="flextok-tiny-64",
-        config=TINY_CONFIG,
+        config=TINY_64_CONFIG,
         embedded="flextok/tiny-64",
         official=False,
-        description="Tiny FlexTok for 64x64 images (16 tokens, tiny VAE); for tests and CPU experiments.",
+        description="Tiny pixel-space FlexTok for 64x64 images (1..32 tokens, no VAE), trained here on CPU on real "
+                    "photos (recipes/flextok/tiny-cpu.yaml); a demonstration, far below the released models.",
     ),
 )
 
