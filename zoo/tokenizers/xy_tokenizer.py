@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, prepare_audio
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
+from zoo.quantizers.vq import ResidualVQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
 PAPER = "arXiv:2506.23325"
@@ -391,37 +392,6 @@ def _wn_conv1x1(cin: int, cout: int) -> nn.Conv1d:
     return nn.utils.parametrizations.weight_norm(nn.Conv1d(cin, cout, kernel_size=1))
 
 
-class Codebooks(nn.Module):
-    """Residual VQ stack: Euclidean nearest neighbour per layer on the running residual."""
-
-    def __init__(self, num_quantizers: int, codebook_size: int, dim: int):
-        super().__init__()
-        self.codebook = nn.Parameter(torch.randn(num_quantizers, codebook_size, dim) * 0.1)  # [Q, K, D]
-        self.codebook_size = codebook_size
-
-    def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """z: [B, T, D] -> (quantized [B, T, D] (straight-through), ids [B, Q, T], commitment loss)."""
-        residual = z
-        quantized = torch.zeros_like(z)
-        ids, loss = [], z.new_zeros(())
-        for cb in self.codebook:  # one pass per residual layer (8): each depends on the previous
-            # squared distance as |r|^2 - 2 r.c + |c|^2 (upstream's form; ties resolve to the lower id)
-            d = residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ cb.t() + cb.pow(2).sum(-1)[None, None]
-            idx = d.argmin(-1)  # [B, T]
-            q = F.embedding(idx, cb)  # [B, T, D]
-            loss = loss + F.mse_loss(residual, q.detach())
-            q = residual + (q - residual).detach()
-            quantized = quantized + q
-            residual = residual - q
-            ids.append(idx)
-        return quantized, torch.stack(ids, 1), loss
-
-    def lookup(self, ids: Tensor) -> Tensor:
-        """ids [B, Q, T] -> summed codes [B, T, D]."""
-        q = ids.shape[1]
-        return sum(F.embedding(ids[:, i], self.codebook[i]) for i in range(q))
-
-
 # ----------------------------------------------------------------------------------------------
 # the tokenizer
 # ----------------------------------------------------------------------------------------------
@@ -448,7 +418,12 @@ class XYTokenizer(Tokenizer):
         self.pre_rvq_adapter = Adapter(cfg.pre_rvq_adapter)
         self.downsample = GatedDownConv(cfg.pre_rvq_adapter.output_dim, cfg.downsample)
         self.quantizer_in = _wn_conv1x1(cfg.code_dim, cfg.rvq_dim)
-        self.codebooks = Codebooks(cfg.num_quantizers, cfg.codebook_size, cfg.rvq_dim)
+        # EMA codebooks as upstream: decay 0.99, k-means init (10 iterations), dead codes below 2 uses
+        # restarted, commitment weight 1; plain Euclidean nearest neighbour, no per-layer projection.
+        self.rvq = ResidualVQ(
+            cfg.rvq_dim, cfg.num_quantizers, cfg.codebook_size, ema_decay=0.99, kmeans_init=True, kmeans_iters=10,
+            dead_code_threshold=2.0, commitment_weight=1.0, eps=1e-5,
+        )
         self.quantizer_out = _wn_conv1x1(cfg.rvq_dim, cfg.code_dim)
         self.post_rvq_adapter = Adapter(cfg.post_rvq_adapter)
         self.upsample = UpConv(cfg.acoustic_decoder.dim, cfg.upsample)
@@ -588,8 +563,7 @@ class XYTokenizer(Tokenizer):
     def _encode_windows(self, wav: Tensor, win_lens: Tensor) -> Tensor:
         """wav [N, L] (one window each, L <= 30 s) -> ids [N, Q, L / 1280]."""
         z, _ = self._latent(wav, win_lens.to(wav.device))
-        _, ids, _ = self.codebooks.quantize(self.quantizer_in(z).transpose(1, 2))
-        return ids
+        return self.rvq(self.quantizer_in(z).transpose(1, 2)).ids.transpose(1, 2)  # [N, Q, Tq]
 
     def _latent(self, wav: Tensor, win_lens: Tensor) -> tuple[Tensor, Tensor]:
         """wav [N, L] -> (pre-quantization latent [N, code_dim, L / 1280], valid code frames [N])."""
@@ -642,7 +616,7 @@ class XYTokenizer(Tokenizer):
 
     def _decode_window(self, ids: Tensor, lens: Tensor) -> Tensor:
         """ids [B, Q, T] (T <= 375), lens [B] -> audio [B, T * output_samples_per_code]."""
-        z = self.quantizer_out(self.codebooks.lookup(ids).transpose(1, 2))  # [B, code_dim, T]
+        z = self.quantizer_out(self.rvq.ids_to_quantized(ids.transpose(1, 2)).transpose(1, 2))  # [B, code_dim, T]
         return self._synthesize(z, lens)
 
     def _synthesize(self, z: Tensor, lens: Tensor) -> Tensor:
@@ -653,8 +627,8 @@ class XYTokenizer(Tokenizer):
     # -- training forward -----------------------------------------------------------------------
     def forward(self, audio: Tensor, sample_rate: int | None = None) -> TokenizerOutput:
         """Differentiable pass for clips of at most one window: recon [B, 1, T'] at the output rate
-        (T' = T // 1280 * samples/code), tokens, losses {"commitment"} (the RVQ commitment term; the
-        codebooks train through it here, whereas upstream updates them by EMA)."""
+        (T' = T // 1280 * samples/code), tokens, losses {"commitment"}; in train mode the codebooks
+        follow upstream's EMA / k-means / dead-code rules (zoo.quantizers.vq)."""
         cfg = self.cfg
         if sample_rate is None:
             sample_rate = cfg.sample_rate
@@ -667,23 +641,20 @@ class XYTokenizer(Tokenizer):
         padded = F.pad(wav, (0, min(cfg.mel_n_fft + cfg.mel_hop, cfg.window_samples - t) // cfg.mel_hop * cfg.mel_hop))
         z, code_lens = self._latent(padded, lens)
         n = t // cfg.samples_per_code
-        zq, ids, commit = self.codebooks.quantize(self.quantizer_in(z[:, :, :n]).transpose(1, 2))
-        recon = self._synthesize(self.quantizer_out(zq.transpose(1, 2)), torch.full_like(lens, n))
-        tokens = Tokens(ids=ids.detach(), layout="rvq", meta=self.token_meta(sample_rate=cfg.sample_rate))
-        return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses={"commitment": commit})
+        q = self.rvq(self.quantizer_in(z[:, :, :n]).transpose(1, 2))  # quantized [B, n, rvq_dim], ids [B, n, Q]
+        recon = self._synthesize(self.quantizer_out(q.quantized.transpose(1, 2)), torch.full_like(lens, n))
+        tokens = Tokens(ids=q.ids.detach().transpose(1, 2), layout="rvq", meta=self.token_meta(sample_rate=cfg.sample_rate))
+        return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics))
 
 
 # ----------------------------------------------------------------------------------------------
 # official checkpoints
 # ----------------------------------------------------------------------------------------------
-# Keys of the official checkpoints that only training uses: the EMA state of each codebook
-# (k-means "inited" flag, cluster sizes, running sums). Dropped by remap_state_dict; any other
-# key we do not know is passed through under its own name, so strict loading names it.
-TRAINING_ONLY_KEYS = (
-    r"quantizer\.quantizers\.\d+\.inited",
-    r"quantizer\.quantizers\.\d+\.cluster_size",
-    r"quantizer\.quantizers\.\d+\.embed_avg",
-)
+# Keys of the official checkpoints that nothing of ours uses. None: the codebook EMA state
+# (`cluster_size`, `embed_avg`, `inited`) maps onto the shared ResidualVQ's EMA buffers, so that
+# fine-tuning continues the EMA. Any key we do not know is passed through under its own name, so
+# strict loading names it.
+TRAINING_ONLY_KEYS: tuple[str, ...] = ()
 
 # Key renames, first match wins (applied after the vocoder prefix and the HF-port spellings are
 # normalised): official -> ours.
@@ -696,6 +667,10 @@ _RENAMES = (
     (r"^quantizer\.output_proj\.weight_g$", "quantizer_out.parametrizations.weight.original0"),
     (r"^quantizer\.output_proj\.weight_v$", "quantizer_out.parametrizations.weight.original1"),
     (r"^quantizer\.output_proj\.bias$", "quantizer_out.bias"),
+    (r"^quantizer\.quantizers\.(\d+)\.codebook$", r"rvq.layers.\1.codebook"),
+    (r"^quantizer\.quantizers\.(\d+)\.cluster_size$", r"rvq.layers.\1.cluster_size"),
+    (r"^quantizer\.quantizers\.(\d+)\.embed_avg$", r"rvq.layers.\1.embed_sum"),
+    (r"^quantizer\.quantizers\.(\d+)\.inited$", r"rvq.layers.\1.initialized"),
 )
 
 
@@ -709,31 +684,22 @@ def _normalise_key(k: str) -> str:
 
 
 def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: XYTokenizerConfig) -> dict[str, Tensor]:
-    """Official XY-Tokenizer keys -> ours. Codebooks `quantizer.quantizers.{i}.codebook` [K, D] are
-    stacked into `codebooks.codebook` [Q, K, D]; the EMA training state is dropped
-    (TRAINING_ONLY_KEYS); the vocoder's `backbone.`/`head.` split becomes `vocos.`/`head.`."""
+    """Official XY-Tokenizer keys -> ours: the vocoder's `backbone.`/`head.` split becomes
+    `vocos.`/`head.`; the weight-normed RVQ projections become parametrized 1x1 convs; each
+    `quantizer.quantizers.{i}` (codebook + EMA state) becomes `rvq.layers.{i}` of the shared
+    ResidualVQ (`embed_avg` -> `embed_sum`, the [1] bool `inited` -> the 0-d `initialized`)."""
     out: dict[str, Tensor] = {}
-    books: dict[int, Tensor] = {}
     for key, value in state_dict.items():
         k = _normalise_key(key)
         if any(re.fullmatch(p, k) for p in TRAINING_ONLY_KEYS):
-            continue
-        m = re.fullmatch(r"quantizer\.quantizers\.(\d+)\.codebook", k)
-        if m:
-            books[int(m.group(1))] = value
             continue
         for pattern, repl in _RENAMES:
             if re.search(pattern, k):
                 k = re.sub(pattern, repl, k)
                 break
+        if k.endswith(".initialized"):
+            value = value.reshape(())
         out[k] = value
-    if books:
-        if sorted(books) != list(range(len(books))):
-            raise ValueError(f"XY-Tokenizer checkpoint has codebooks for layers {sorted(books)}; expected 0..{len(books) - 1}.")
-        shapes = {tuple(b.shape) for b in books.values()}
-        if len(shapes) != 1:
-            raise ValueError(f"XY-Tokenizer checkpoint codebooks differ in shape: {sorted(shapes)}.")
-        out["codebooks.codebook"] = torch.stack([books[i].float() for i in range(len(books))])
     return out
 
 
