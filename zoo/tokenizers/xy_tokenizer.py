@@ -169,28 +169,22 @@ def _stack_dict(s: StackConfig) -> dict:
 # ----------------------------------------------------------------------------------------------
 # feature extractor: Whisper log-mel, written with torch.stft and a slaney mel filterbank
 # ----------------------------------------------------------------------------------------------
-def _hz_to_mel_slaney(f: Tensor) -> Tensor:
-    f_sp, min_log_hz, min_log_mel = 200.0 / 3, 1000.0, 15.0
-    logstep = 27.0 / math.log(6.4)
-    return torch.where(f >= min_log_hz, min_log_mel + torch.log(f.clamp(min=1e-10) / min_log_hz) * logstep, f / f_sp)
+_F_SP, _MIN_LOG_HZ, _MIN_LOG_MEL, _LOGSTEP = 200.0 / 3, 1000.0, 15.0, math.log(6.4) / 27.0
+
+
+def _hz_to_mel_slaney(f: float) -> float:
+    return _MIN_LOG_MEL + math.log(f / _MIN_LOG_HZ) / _LOGSTEP if f >= _MIN_LOG_HZ else f / _F_SP
 
 
 def _mel_to_hz_slaney(m: Tensor) -> Tensor:
-    f_sp, min_log_hz, min_log_mel = 200.0 / 3, 1000.0, 15.0
-    logstep = math.log(6.4) / 27.0
-    return torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), m * f_sp)
+    return torch.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * torch.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), m * _F_SP)
 
 
 def slaney_mel_filters(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None) -> Tensor:
     """Triangular slaney-scale, slaney-normalised mel filters [n_freqs, n_mels] (librosa / Whisper),
     computed in float64 and returned as float32."""
     f_max = sample_rate / 2 if f_max is None else f_max
-    mel = torch.linspace(
-        float(_hz_to_mel_slaney(torch.tensor(f_min, dtype=torch.float64))),
-        float(_hz_to_mel_slaney(torch.tensor(f_max, dtype=torch.float64))),
-        n_mels + 2,
-        dtype=torch.float64,
-    )
+    mel = torch.linspace(_hz_to_mel_slaney(f_min), _hz_to_mel_slaney(f_max), n_mels + 2, dtype=torch.float64)
     edges = _mel_to_hz_slaney(mel)  # [n_mels + 2] Hz
     fft_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
     diff = edges[1:] - edges[:-1]
