@@ -134,7 +134,6 @@ def test_batch_list_and_lengths_agree(tiny):
     assert listed.lengths.tolist() == [15, 7] == batched.lengths.tolist()
     assert torch.equal(listed.ids, batched.ids)
     assert torch.equal(batched.ids[1, :, :7], alone.ids[0])
-    assert torch.equal(tiny.encode(padded, sample_rate=16000, lengths=[20000, 9000], full_window=True).ids, batched.ids)
     y = tiny.decode(batched)
     assert y.shape == (2, 1, 15 * 1280) and float(y[1, :, 7 * 1280:].abs().max()) == 0.0
 
