@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 # Module names under zoo.tokenizers, in catalogue order. A family is listed here once its module exists.
 FAMILIES: tuple[str, ...] = (
     "wavtokenizer",
+    "xy_tokenizer",
     "flextok",
 )
 
