@@ -22,6 +22,8 @@ joint 2^(G*b) vocabulary; memory grows with N * G * 2^b):
   logits = 2 <x_g, c> / temperature for every code c in {-1, +1}^b  (x_g: [N, b] the group's channels),
   p = softmax(logits); sample entropy = mean_n H(p_n); batch entropy = H(mean_n p_n);
   "entropy" = entropy_weight * mean_g(sample_entropy_weight * sample - batch_entropy_weight * batch),
+  with `pool_groups=True` (WeTok / Open-MAGVIT2 with several codebooks): batch = H(mean_{n,g} p_{n,g}),
+  one entropy of the code distribution pooled over positions and groups (all groups share the 2^b codes).
   "commitment" = commitment_weight * mean((x - sg(q))^2).
 """
 
@@ -53,6 +55,8 @@ class LFQ(Quantizer):
       temperature: softmax temperature of the entropy penalty (Open-MAGVIT2 / WeTok: 0.01).
       codebook_scale: magnitude of the quantized values (+-scale).
       eps: inside the batch-entropy log, as Open-MAGVIT2.
+      pool_groups: batch entropy of the 2^b-code distribution averaged over groups too (WeTok's
+        numerics: its entropy loss reduces probs "... D -> D"); False keeps one batch entropy per group.
     The straight-through estimator is used whenever the input requires grad.
     """
 
@@ -69,6 +73,7 @@ class LFQ(Quantizer):
         temperature: float = 0.01,
         codebook_scale: float = 1.0,
         eps: float = 1e-5,
+        pool_groups: bool = False,
     ):
         super().__init__()
         if not 1 <= bits_per_group <= 30 or num_groups < 1:
@@ -82,6 +87,7 @@ class LFQ(Quantizer):
         self.entropy_weight, self.commitment_weight = entropy_weight, commitment_weight
         self.sample_entropy_weight, self.batch_entropy_weight = sample_entropy_weight, batch_entropy_weight
         self.temperature, self.codebook_scale, self.eps = temperature, codebook_scale, eps
+        self.pool_groups = pool_groups
         self.project_in = nn.Linear(self.dim, self.codebook_dim) if self.dim != self.codebook_dim else nn.Identity()
         self.project_out = nn.Linear(self.codebook_dim, self.dim) if self.dim != self.codebook_dim else nn.Identity()
         # bit j of a group has weight 2^j (first channel = least significant bit); non-persistent.
@@ -133,6 +139,8 @@ class LFQ(Quantizer):
             sample = sample - (probs * logits.log_softmax(-1)).sum(-1).sum(0)
             prob_sum = prob_sum + probs.sum(0)
         avg = prob_sum / max(n, 1)  # [G, K]
+        if self.pool_groups:  # one distribution over the shared 2^b codes, reported for every group
+            avg = avg.mean(0, keepdim=True).expand_as(avg)
         batch = -(avg * torch.log(avg + self.eps)).sum(-1)
         return sample / max(n, 1), batch
 
