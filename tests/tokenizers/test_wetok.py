@@ -75,6 +75,7 @@ def test_contract_shapes_and_properties(tiny):
     assert int(t.ids.min()) >= 0 and int(t.ids.max()) < tiny.codebook_size
     assert t.meta["family"] == "wetok" and t.meta["image_size"] == [32, 24]
     assert tiny.token_rate == (TINY_CONFIG.image_size // f) ** 2
+    assert tiny.input_size == (TINY_CONFIG.image_size, TINY_CONFIG.image_size)  # what file pipelines resize to
     y = tiny.decode(t)
     assert y.shape == x.shape and torch.isfinite(y).all() and 0 <= float(y.min()) and float(y.max()) <= 1
     assert torch.equal(tiny.encode(x).ids, t.ids)  # deterministic in eval
