@@ -293,6 +293,11 @@ def test_convert_uses_ema_and_ignores_training_keys(tiny, tmp_path):
         assert torch.equal(p, dict(tiny.named_parameters())[name]), name
     x = _images(1)
     assert torch.equal(model.encode(x).ids, tiny.encode(x).ids)
+    # the released format: a Lightning pickle {"state_dict": ...}, no config on the hub (shapes decide)
+    torch.save({"state_dict": sd, "epoch": 3, "global_step": 10}, tmp_path / "WeTok.ckpt")
+    from_ckpt = zoo.convert("wetok", checkpoint=tmp_path / "WeTok.ckpt")
+    assert from_ckpt.cfg == _official(TINY_CONFIG)  # 8 bits per group assumed, as every release
+    assert torch.equal(from_ckpt.encode(x).ids, tiny.encode(x).ids)
 
 
 def test_convert_falls_back_to_live_weights_with_warning(tiny):
