@@ -116,6 +116,13 @@ def test_forward_training_losses_and_gradients():
     loss = (out.recon - 0.5).abs().mean() + sum(out.losses.values())
     loss.backward()
     assert model.encoder.conv_in.weight.grad is not None and model.encoder.conv_in.weight.grad.abs().sum() > 0
+    # in eval, forward's recon (in [0, 1] space, unclamped) is what decode returns before clamping
+    model.eval()
+    x = _images(2, 16, 16)
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out.recon.clamp(0, 1), model.decode(model.encode(x)), atol=1e-6, rtol=0)
+    assert torch.equal(out.tokens.ids, model.encode(x).ids)
 
 
 def test_catalogue():

@@ -444,12 +444,15 @@ class WeTok(Tokenizer):
         return self.decode_codes(codes, noise=noise, generator=generator)
 
     def forward(self, x: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None) -> TokenizerOutput:
-        """Training pass with straight-through codes: recon in [-1, 1] (unclamped) and LFQ losses."""
+        """Training pass with straight-through codes and the LFQ losses.
+
+        recon is in the input's [0, 1] space, unclamped (upstream's [-1, 1] output mapped by (y + 1) / 2),
+        so pixel losses compare it with x directly; an L1 here is half of upstream's L1 in [-1, 1]."""
         x = self._check_images(x)
         h = self.encoder(x * 2 - 1)
         q = self.quantizer(rearrange(h, "b z h w -> b h w z"))
         codes = rearrange(q.quantized, "b h w z -> b z h w")
-        recon = self._decode(codes, noise, generator)
+        recon = (self._decode(codes, noise, generator) + 1) / 2  # [B, 3, H, W], [0, 1] space
         ids = rearrange(q.ids, "b h w g -> b g h w").long()
         tokens = Tokens(ids=ids.detach(), layout="2d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics))
@@ -510,10 +513,7 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: WeTokConfig) -> dict
     for key, value in state_dict.items():
         if key in used or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
             continue
-        if key.startswith(EMA_PREFIX) and key not in used:
-            out[key] = value  # an EMA buffer of something we do not have: strict loading will name it
-        elif key not in out:
-            out[key] = value
+        out[key] = value  # unknown (incl. EMA twins of modules we lack): strict loading will name it
     return out
 
 
