@@ -377,3 +377,12 @@ def test_released_layouts_load(fname):
     ignored = set(keys) - {"model_ema." + n.replace(".", "") for n in ours} - set(ours)
     assert all(k.startswith(("loss.", "model_ema.loss")) or k in wetok.IGNORED_KEYS or k in ours
                or "model_ema." + k.replace(".", "") in keys for k in ignored)
+
+
+def test_runs_in_bfloat16():
+    model = _model(dataclasses.replace(TINY_CONFIG, generative_decoder=True)).to(torch.bfloat16)
+    x = _images()
+    t = model.encode(x)
+    y = model.decode(t, generator=torch.Generator().manual_seed(0))
+    assert y.dtype == torch.float32 and y.shape == x.shape and torch.isfinite(y).all()
+    assert model.encode_latent(x).dtype == torch.float32

@@ -378,7 +378,8 @@ class WeTok(Tokenizer):
         """images [B, 3, H, W] in [0, 1] -> pre-quantization latent [B, z, H/f, W/f]."""
         x = self._check_images(x)
         with torch.inference_mode():
-            return self.encoder(x * 2 - 1)
+            x = (x * 2 - 1).to(device=self.device, dtype=self.encoder.conv_in.weight.dtype)
+            return self.encoder(x).float()
 
     def tokens_to_codes(self, tokens: Tokens) -> Tensor:
         """Tokens -> the quantized latent the decoder consumes: [B, z, h, w] in {-1, +1}."""
@@ -400,6 +401,7 @@ class WeTok(Tokenizer):
                 "WeTok needs at least 2 latent positions to decode (the adaptive norm takes an unbiased variance "
                 f"over them); got a {codes.shape[-2]}x{codes.shape[-1]} latent."
             )
+        codes = codes.to(device=self.device, dtype=self.decoder.conv_in.weight.dtype)
         if not self.cfg.generative_decoder:
             if noise is not None:
                 raise ValueError(
@@ -408,7 +410,8 @@ class WeTok(Tokenizer):
                 )
             return self.decoder(codes)
         if noise is None:
-            noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=codes.dtype)
+            device = generator.device if generator is not None else codes.device
+            noise = torch.randn(codes.shape, generator=generator, device=device).to(codes)  # fp32 draw: same noise at any dtype
         else:
             if not isinstance(noise, Tensor) or tuple(noise.shape) != tuple(codes.shape):
                 raise ValueError(
@@ -418,7 +421,7 @@ class WeTok(Tokenizer):
             if not noise.is_floating_point():
                 raise TypeError(f"noise must be a float tensor; got {noise.dtype}.")
             check_finite(noise, "WeTok decoder noise")
-            noise = noise.to(device=codes.device, dtype=codes.dtype)
+            noise = noise.to(codes)
         return self.decoder(codes, noise)
 
     # -- contract ------------------------------------------------------------------------------
@@ -426,7 +429,7 @@ class WeTok(Tokenizer):
         """images [B, 3, H, W] in [0, 1] (H, W divisible by f) -> Tokens ids [B, G, H/f, W/f]."""
         h = self.encode_latent(x)
         with torch.inference_mode():
-            ids = self.quantizer(rearrange(h, "b z h w -> b h w z")).ids  # [B, h, w, G]
+            ids = self.quantizer.codes_to_ids(rearrange(h, "b z h w -> b h w z"))  # [B, h, w, G]: sign bits
         ids = rearrange(ids, "b h w g -> b g h w").long()
         meta = self.token_meta(
             image_size=[int(x.shape[-2]), int(x.shape[-1])],
