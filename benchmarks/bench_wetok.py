@@ -107,7 +107,7 @@ def quantizer_memory(groups: int, bits: int, batch: int, side: int, device: torc
 
     CUDA: torch.cuda.max_memory_allocated. CPU (Linux): peak RSS growth, after resetting the
     high-water mark through /proc/self/clear_refs."""
-    q = LFQ(bits, groups, pool_groups=True).train().to(device)
+    q = LFQ(bits, groups, batch_entropy="pooled").train().to(device)
     x = torch.randn(batch, side, side, groups * bits, device=device, requires_grad=True)
     if device.type == "cuda":
         torch.cuda.synchronize()

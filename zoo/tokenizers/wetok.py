@@ -268,7 +268,7 @@ class WeTok(Tokenizer):
             sample_entropy_weight=cfg.sample_entropy_weight,
             batch_entropy_weight=cfg.codebook_entropy_weight,
             temperature=cfg.entropy_temperature,
-            pool_groups=True,  # upstream's batch entropy pools the groups
+            batch_entropy="pooled",  # upstream's batch entropy pools the groups
         )
         self.decoder = Decoder(cfg)
 

@@ -1,4 +1,4 @@
-"""LFQ(pool_groups=True): WeTok's entropy penalty, whose batch entropy pools the groups (upstream
+"""LFQ(batch_entropy="pooled"): WeTok's entropy penalty, whose batch entropy pools the groups (upstream
 reduces the code probabilities over every leading axis, groups included). Reference written from the
 formula, not from LFQ."""
 
@@ -20,15 +20,15 @@ def _reference_entropy(x: torch.Tensor, groups: int, bits: int, temperature=0.01
     return sample - batch
 
 
-def test_pool_groups_matches_the_wetok_formula():
+def test_pooled_batch_entropy_matches_the_wetok_formula():
     torch.manual_seed(0)
     groups, bits = 3, 4
     x = torch.randn(5, 7, groups * bits) * torch.tensor([0.02, 0.05, 0.1]).repeat_interleave(bits)
-    pooled = LFQ(bits, groups, pool_groups=True, entropy_weight=0.1).train()
+    pooled = LFQ(bits, groups, batch_entropy="pooled", entropy_weight=0.1).train()
     got = pooled(x).losses["entropy"]
     torch.testing.assert_close(got, 0.1 * _reference_entropy(x, groups, bits), atol=1e-5, rtol=1e-5)
-    per_group = LFQ(bits, groups, pool_groups=False, entropy_weight=0.1).train()(x).losses["entropy"]
+    per_group = LFQ(bits, groups, batch_entropy="per_group", entropy_weight=0.1).train()(x).losses["entropy"]
     assert (per_group - got).abs() > 1e-3  # the option changes the numerics
     # eval outputs are untouched by the option
-    a, b = pooled.eval()(x), LFQ(bits, groups).eval()(x)
+    a, b = pooled.eval()(x), LFQ(bits, groups, batch_entropy="per_group").eval()(x)
     assert torch.equal(a.ids, b.ids) and torch.equal(a.quantized, b.quantized)
