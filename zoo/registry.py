@@ -18,6 +18,7 @@ FAMILIES: tuple[str, ...] = (
     "wavtokenizer",
     "xy_tokenizer",
     "flextok",
+    "wetok",
 )
 
 
