@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
 from zoo.blocks.transformer import TransformerBlock
+from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
 PAPER = "arXiv:2501.10064"
@@ -298,7 +299,8 @@ class OneDPiece(Tokenizer):
         super().__init__(cfg)
         self.latent_tokens = nn.Parameter(cfg.encoder_width**-0.5 * torch.randn(cfg.num_latent_tokens, cfg.encoder_width))
         self.encoder = OneDPieceEncoder(cfg)
-        self.codebook = nn.Parameter(torch.empty(cfg.codebook_size, cfg.token_dim).uniform_(-1 / cfg.codebook_size, 1 / cfg.codebook_size))
+        self.quantizer = VectorQuantizer(cfg.token_dim, cfg.codebook_size, cosine=cfg.use_l2_norm,
+                                         commitment_weight=cfg.commitment_cost, codebook_weight=1.0)
         self.decoder = OneDPieceDecoder(cfg)
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
@@ -327,26 +329,14 @@ class OneDPiece(Tokenizer):
         return self.encoder(x, self.latent_tokens)
 
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """z: [B, N, D] -> (z_q [B, N, D] straight-through, ids [B, N], losses)."""
-        z = z.float()
-        codebook = self.codebook
-        if self.cfg.use_l2_norm:
-            z = F.normalize(z, dim=-1)
-            codebook = F.normalize(codebook, dim=-1)
-        # squared distance ||z||^2 + ||e||^2 - 2 z.e, in the order upstream computes it (ties break alike)
-        dist = z.pow(2).sum(-1, keepdim=True) + codebook.pow(2).sum(-1) - 2 * z @ codebook.t()  # [B, N, K]
-        ids = dist.argmin(-1)  # [B, N]
-        code = F.embedding(ids, codebook)  # [B, N, D]
-        losses = {}
-        if self.training:
-            losses["commitment"] = self.cfg.commitment_cost * F.mse_loss(z, code.detach())
-            losses["codebook"] = F.mse_loss(code, z.detach())
-        return z + (code - z).detach(), ids, losses
+        """z: [B, N, D] -> (z_q [B, N, D], ids [B, N], losses). z_q is the (normalised) code,
+        straight-through when z requires grad."""
+        q = self.quantizer(z.float())
+        return q.quantized, q.ids, q.losses
 
     def ids_to_latent(self, ids: Tensor) -> Tensor:
         """ids: [B, k] -> quantised latent [B, k, D] (normalised codebook rows)."""
-        code = F.embedding(ids, self.codebook)
-        return F.normalize(code, dim=-1) if self.cfg.use_l2_norm else code
+        return self.quantizer.ids_to_quantized(ids)
 
     def decode_logits(self, zq: Tensor, lengths: Tensor | None = None) -> Tensor:
         """zq: [B, k, D] -> proxy-code logits [B, K_proxy, g, g]; `lengths` masks a padded tail per item."""
@@ -486,7 +476,7 @@ _PLAIN_RENAMES = {
     "decoder.ffn.": "decoder.head.",
 }
 _WHOLE_RENAMES = {
-    "quantize.embedding.weight": "codebook",
+    "quantize.embedding.weight": "quantizer.codebook",
     "pixel_quantize.embedding.weight": "proxy_codebook",
 }
 _TRANSFORMER = re.compile(r"^(encoder|decoder)\.transformer\.(\d+)\.(.*)$")
@@ -500,9 +490,11 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: OneDPieceConfig | No
     `*.blocks.i.{norm1,norm2,attn.qkv,attn.proj,mlp.fc1,mlp.fc2}`; `ln_pre/ln_post` -> `norm_pre/norm_post`;
     `encoder.conv_out` -> `encoder.to_token`, `decoder.decoder_embed` -> `decoder.token_embed`,
     `decoder.ffn` -> `decoder.head` (1x1 conv weights [O, I, 1, 1] -> linear [O, I]);
-    `quantize.embedding.weight` -> `codebook`; `pixel_quantize.embedding.weight` -> `proxy_codebook`;
-    `latent_tokens`, the embeddings and `pixel_decoder.*` keep their names. Keys in
-    TRAINING_ONLY_KEYS are dropped; any other key passes through unchanged, so strict loading names it.
+    `quantize.embedding.weight` -> `quantizer.codebook`; `pixel_quantize.embedding.weight` -> `proxy_codebook`;
+    `latent_tokens`, the embeddings and `pixel_decoder.*` keep their names. The shared quantizer's
+    bookkeeping buffers, absent upstream, are added: `quantizer.cluster_size` (ones) and
+    `quantizer.initialized` (True). Keys in TRAINING_ONLY_KEYS are dropped; any other key passes
+    through unchanged, so strict loading names it.
     """
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
@@ -525,6 +517,10 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: OneDPieceConfig | No
         if _POINTWISE_CONVS.match(new) and value.dim() == 4 and value.shape[-2:] == (1, 1):
             value = value.reshape(value.shape[0], value.shape[1])  # [O, I, 1, 1] -> [O, I]
         out[new] = value
+    codebook = out.get("quantizer.codebook")
+    if codebook is not None:
+        out.setdefault("quantizer.cluster_size", torch.ones(codebook.shape[0], device=codebook.device))
+        out.setdefault("quantizer.initialized", torch.tensor(True, device=codebook.device))
     return out
 
 
