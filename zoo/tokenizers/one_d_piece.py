@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
 from zoo.blocks.transformer import TransformerBlock
+from zoo.quantizers.dropout import TailTokenDrop
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
@@ -301,6 +302,7 @@ class OneDPiece(Tokenizer):
         self.encoder = OneDPieceEncoder(cfg)
         self.quantizer = VectorQuantizer(cfg.token_dim, cfg.codebook_size, cosine=cfg.use_l2_norm,
                                          commitment_weight=cfg.commitment_cost, codebook_weight=1.0)
+        self.tail_drop = TailTokenDrop()  # training only: keep the first k ~ U{1..N} latents per batch
         self.decoder = OneDPieceDecoder(cfg)
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
@@ -400,17 +402,15 @@ class OneDPiece(Tokenizer):
             image = self._decode_ids(ids, lengths)
         return image.clamp(0, 1) if clamp else image
 
-    def forward(self, x: Tensor) -> TokenizerOutput:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
         """Training / evaluation pass: x [B, 3, S, S] in [0, 1] -> recon (unclamped), tokens, losses.
 
-        In training mode, Tail Token Drop keeps the first `end ~ U{1..N}` latents (one draw per
-        batch, as upstream) before decoding; `metrics["num_tokens"]` records it.
+        In training mode, Tail Token Drop keeps the first `k ~ U{1..N}` latents (one draw per batch,
+        as upstream; from `generator` when given) before decoding; `metrics["num_tokens"]` records k.
         """
         z = self.encode_latent(x)
         zq, ids, losses = self.quantize(z)
-        if self.training:
-            end = int(torch.randint(1, zq.shape[1] + 1, ()))
-            zq = zq[:, :end]
+        zq = self.tail_drop(zq, generator=generator).x  # identity in eval mode
         recon = self.render(self.decode_logits(zq))
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses,
