@@ -306,3 +306,19 @@ def test_bad_configs():
         odp.OneDPieceConfig(pixel_channels=48)
     with pytest.raises(ValueError, match="no field"):
         odp.OneDPiece.config_from_dict({"widht": 3})
+
+
+# ---------------------------------------------------------------------------------------------- files / CLI
+def test_cli_reconstructs_image_files(model, tmp_path, capsys):
+    import json
+
+    from zoo import cli, media
+
+    model.save_pretrained(tmp_path / "m")
+    media.save_image(tmp_path / "a.png", torch.rand(3, 50, 41))  # any size: resized and centre-cropped
+    out = tmp_path / "rec"
+    assert cli.main(["reconstruct", str(tmp_path / "m"), str(tmp_path / "a.png"), "--out", str(out),
+                     "--num-tokens", "3", "--metrics", "-q"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["tokens"] == 3 and "psnr_db" in row
+    assert media.load_image(out / "a.png").shape == (3, 32, 32)

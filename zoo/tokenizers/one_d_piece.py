@@ -318,6 +318,11 @@ class OneDPiece(Tokenizer):
         return float(self.cfg.num_latent_tokens)
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) that encode takes; the CLI resizes and centre-crops image files to it."""
+        return (self.cfg.image_size, self.cfg.image_size)
+
+    @property
     def num_latent_tokens(self) -> int:
         return self.cfg.num_latent_tokens
 
