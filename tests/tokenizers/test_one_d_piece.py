@@ -169,7 +169,7 @@ def _official_state_dict(m: odp.OneDPiece) -> dict[str, torch.Tensor]:
     for k, v in m.state_dict().items():
         if k in ("quantizer.cluster_size", "quantizer.initialized"):
             continue
-        o = k.replace("quantizer.codebook", "quantize.embedding.weight").replace("proxy_codebook", "pixel_quantize.embedding.weight")
+        o = k.replace("encoder.latent_tokens", "latent_tokens").replace("quantizer.codebook", "quantize.embedding.weight").replace("proxy_codebook", "pixel_quantize.embedding.weight")
         for ours, theirs in (("norm1.", "ln_1."), ("norm2.", "ln_2."), ("attn.qkv.weight", "attn.in_proj_weight"),
                              ("attn.qkv.bias", "attn.in_proj_bias"), ("attn.proj.", "attn.out_proj."),
                              ("mlp.fc1.", "mlp.c_fc."), ("mlp.fc2.", "mlp.c_proj."), (".blocks.", ".transformer."),

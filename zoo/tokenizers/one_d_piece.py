@@ -220,6 +220,7 @@ class OneDPieceEncoder(nn.Module):
         w, g, n = cfg.encoder_width, cfg.encoder_grid, cfg.num_latent_tokens
         self.width, self.num_latent_tokens = w, n
         scale = w**-0.5
+        self.latent_tokens = nn.Parameter(scale * torch.randn(n, w))  # learned queries that become the tokens
         self.patch_embed = nn.Conv2d(3, w, cfg.encoder_patch_size, stride=cfg.encoder_patch_size)
         self.class_embedding = nn.Parameter(scale * torch.randn(1, w))
         self.positional_embedding = nn.Parameter(scale * torch.randn(g * g + 1, w))
@@ -231,12 +232,12 @@ class OneDPieceEncoder(nn.Module):
         self.norm_post = nn.LayerNorm(w)
         self.to_token = nn.Linear(w, cfg.token_dim)
 
-    def forward(self, x: Tensor, latent_tokens: Tensor) -> Tensor:
-        """x: [B, 3, S, S]; latent_tokens: [N, W] -> z: [B, N, D]."""
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, 3, S, S] -> z: [B, N, D]."""
         b = x.shape[0]
         patches = rearrange(self.patch_embed(x), "b w gh gw -> b (gh gw) w")  # [B, g*g, W]
         h = torch.cat([self.class_embedding.expand(b, 1, -1), patches], dim=1) + self.positional_embedding
-        latents = (latent_tokens + self.latent_token_positional_embedding).expand(b, -1, -1)  # [B, N, W]
+        latents = (self.latent_tokens + self.latent_token_positional_embedding).expand(b, -1, -1)  # [B, N, W]
         h = self.norm_pre(torch.cat([h, latents], dim=1))  # [B, 1 + g*g + N, W]
         for blk in self.blocks:
             h = blk(h)
@@ -298,7 +299,6 @@ class OneDPiece(Tokenizer):
 
     def __init__(self, cfg: OneDPieceConfig = OneDPieceConfig()):
         super().__init__(cfg)
-        self.latent_tokens = nn.Parameter(cfg.encoder_width**-0.5 * torch.randn(cfg.num_latent_tokens, cfg.encoder_width))
         self.encoder = OneDPieceEncoder(cfg)
         self.quantizer = VectorQuantizer(cfg.token_dim, cfg.codebook_size, cosine=cfg.use_l2_norm,
                                          commitment_weight=cfg.commitment_cost, codebook_weight=1.0)
@@ -333,7 +333,7 @@ class OneDPiece(Tokenizer):
     # -- the stages (tensors in, tensors out; no input checks) -------------------------------------
     def encode_latent(self, x: Tensor) -> Tensor:
         """x: [B, 3, S, S] in [0, 1] -> pre-quantisation latent z: [B, N, D]."""
-        return self.encoder(x, self.latent_tokens)
+        return self.encoder(x)
 
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """z: [B, N, D] -> (z_q [B, N, D], ids [B, N], losses). z_q is the (normalised) code,
@@ -481,6 +481,7 @@ _PLAIN_RENAMES = {
     "decoder.ffn.": "decoder.head.",
 }
 _WHOLE_RENAMES = {
+    "latent_tokens": "encoder.latent_tokens",  # part of the encoder here, so freezing the encoder fixes them
     "quantize.embedding.weight": "quantizer.codebook",
     "pixel_quantize.embedding.weight": "proxy_codebook",
 }
@@ -496,7 +497,7 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: OneDPieceConfig | No
     `encoder.conv_out` -> `encoder.to_token`, `decoder.decoder_embed` -> `decoder.token_embed`,
     `decoder.ffn` -> `decoder.head` (1x1 conv weights [O, I, 1, 1] -> linear [O, I]);
     `quantize.embedding.weight` -> `quantizer.codebook`; `pixel_quantize.embedding.weight` -> `proxy_codebook`;
-    `latent_tokens`, the embeddings and `pixel_decoder.*` keep their names. The shared quantizer's
+    `latent_tokens` -> `encoder.latent_tokens`; the embeddings and `pixel_decoder.*` keep their names. The shared quantizer's
     bookkeeping buffers, absent upstream, are added: `quantizer.cluster_size` (ones) and
     `quantizer.initialized` (True). Keys in TRAINING_ONLY_KEYS are dropped; any other key passes
     through unchanged, so strict loading names it.
