@@ -123,6 +123,16 @@ def test_forward_training_drops_a_tail(model, images):
     assert int(ev.metrics["num_tokens"]) == 8
 
 
+def test_bf16_model_runs(images):
+    torch.manual_seed(0)
+    m = odp.OneDPiece(odp.TINY_TEST).eval()
+    ids = m.encode(images).ids
+    m = m.to(torch.bfloat16)
+    t = m.encode(images)  # fp32 images in, cast to the model's dtype inside
+    assert t.ids.shape == ids.shape and m.decode(t).dtype == torch.bfloat16
+    assert m.encode(images, target_psnr=5.0).lengths.shape == (3,)
+
+
 def test_save_load_round_trip(model, images, tmp_path):
     model.save_pretrained(tmp_path / "m")
     again = zoo.load(tmp_path / "m")
@@ -192,7 +202,8 @@ def test_convert_round_trip_other_sizes(model, images, tmp_path):
                               proxy_dim=8, pixel_channels=32, pixel_channel_mult=(1, 2, 2), pixel_num_res_blocks=1)
     torch.manual_seed(5)
     src = odp.OneDPiece(cfg).eval()
-    save_file({k: v.contiguous() for k, v in _official_state_dict(src).items()}, str(tmp_path / "w.safetensors"))
+    # the released files are torch pickles (pytorch_model.bin): convert reads them with weights_only=True
+    torch.save({k: v.contiguous() for k, v in _official_state_dict(src).items()}, tmp_path / "pytorch_model.bin")
     official = {
         "model": {"vq_model": {
             "codebook_size": 40, "token_size": 6, "use_l2_norm": True, "vit_enc_model_size": "e",
@@ -204,7 +215,7 @@ def test_convert_round_trip_other_sizes(model, images, tmp_path):
         "patched_model_size_table": {"e": {"width": 64, "num_layers": 2, "num_heads": 4},
                                      "d": {"width": 32, "num_layers": 1, "num_heads": 1}},
     }
-    got = zoo.convert("one_d_piece", checkpoint=tmp_path / "w.safetensors", config=official)
+    got = zoo.convert("one_d_piece", checkpoint=tmp_path / "pytorch_model.bin", config=official)
     assert got.cfg == cfg
     t = src.encode(images)
     assert torch.equal(got.encode(images).ids, t.ids)

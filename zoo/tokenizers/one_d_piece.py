@@ -338,8 +338,8 @@ class OneDPiece(Tokenizer):
     def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """z: [B, N, D] -> (z_q [B, N, D], ids [B, N], losses). z_q is the (normalised) code,
         straight-through when z requires grad."""
-        q = self.quantizer(z.float())
-        return q.quantized, q.ids, q.losses
+        q = self.quantizer(z.float())  # the lookup runs in fp32 (as upstream)
+        return q.quantized.to(z.dtype), q.ids, q.losses
 
     def ids_to_latent(self, ids: Tensor) -> Tensor:
         """ids: [B, k] -> quantised latent [B, k, D] (normalised codebook rows)."""
@@ -368,7 +368,8 @@ class OneDPiece(Tokenizer):
             Bisection assumes quality grows with k, which Tail Token Drop training aims for.
         """
         cfg = self.cfg
-        x = prepare_images(x, name="OneDPiece", size=(cfg.image_size, cfg.image_size)).to(self.device)
+        x = prepare_images(x, name="OneDPiece", size=(cfg.image_size, cfg.image_size))
+        x = x.to(self.device, self.encoder.patch_embed.weight.dtype)  # the model's device and dtype
         k = self._check_num_tokens(num_tokens)
         if target_psnr is not None and (isinstance(target_psnr, bool) or not isinstance(target_psnr, (int, float))
                                         or not math.isfinite(target_psnr)):
@@ -447,7 +448,7 @@ class OneDPiece(Tokenizer):
             active = (lo < hi).nonzero().squeeze(1)  # items still searching
             mid = (lo[active] + hi[active]) // 2
             recon = self._decode_ids(ids[active, : int(mid.max())], mid).clamp(0, 1)
-            mse = (recon - x[active]).pow(2).flatten(1).mean(1)
+            mse = (recon.float() - x[active].float()).pow(2).flatten(1).mean(1)  # fp32 even for a bf16 model
             psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
             ok = psnr >= target_psnr
             hi[active[ok]] = mid[ok]
