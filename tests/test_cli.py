@@ -47,17 +47,24 @@ def test_encode_decode_reconstruct_folder(toy_shelf, capsys):
         media.save_image(d / ("sub" if i == 2 else "") / f"im{i}.png", torch.rand(3, *size))
     (d / "broken.png").write_bytes(b"not a png")
     out = toy_shelf / "out"
-    rc = cli.main(["encode", "toy-embedded", str(d), "--out", str(out / "tok"), "-q"])
+    rc = cli.main(["encode", "toy-embedded", str(d), "--out", str(out / "tok"), "-q", "--per-file"])
     assert rc == 1  # the broken file is reported, the others are encoded
     err = capsys.readouterr().err
     assert "broken.png" in err and "1 of 4" in err
     toks = sorted(p.relative_to(out / "tok").as_posix() for p in (out / "tok").rglob("*.tokens"))
     assert toks == ["im0.tokens", "im1.tokens", "sub/im2.tokens"]
     with pytest.raises(SystemExit, match="broken.png"):
-        cli.main(["encode", "toy-embedded", str(d), "--out", str(out / "strict"), "--strict", "-q"])
+        cli.main(["encode", "toy-embedded", str(d), "--out", str(out / "strict"), "--strict", "-q", "--per-file"])
     assert cli.main(["decode", "toy-embedded", str(out / "tok"), "--out", str(out / "dec"), "-q"]) == 0
     assert sorted(p.name for p in (out / "dec").rglob("*.png")) == ["im0.png", "im1.png", "im2.png"]
     assert media.load_image(out / "dec" / "sub" / "im2.png").shape == (3, 16, 16)
+    # the default output is token shards, decoded to the same images
+    capsys.readouterr()
+    assert cli.main(["encode", "toy-embedded", str(d), "--out", str(out / "shards"), "-q"]) == 1
+    assert "3 item(s) encoded into 1 shard(s)" in capsys.readouterr().out
+    assert cli.main(["decode", "toy-embedded", str(out / "shards"), "--out", str(out / "dec2"), "-q"]) == 0
+    for name in ("im0.png", "im1.png", "sub/im2.png"):
+        assert torch.equal(media.load_image(out / "dec" / name), media.load_image(out / "dec2" / name))
     capsys.readouterr()
     assert cli.main(["reconstruct", "toy-embedded", str(d / "im0.png"), "--out", str(out / "rec"), "--metrics", "-q"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

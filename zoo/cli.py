@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,23 +24,6 @@ EPILOG = "Model names: `zoo list`. A NAME may also be a folder in zoo format or 
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-def _collect(inputs: list[str], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """Expand files and folders -> [(file, path relative to its root)], sorted, suffix-filtered in folders."""
-    out = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
-            if not files:
-                raise SystemExit(f"zoo: folder {p} holds no files ending in {', '.join(suffixes)}.")
-            out += [(f, f.relative_to(p)) for f in files]
-        elif p.is_file():
-            out.append((p, Path(p.name)))
-        else:
-            raise SystemExit(f"zoo: no such file or folder: {p}")
-    return out
-
-
 def _parse_options(pairs: list[str] | None) -> dict:
     opts = {}
     for pair in pairs or []:
@@ -62,96 +46,63 @@ def _load(name: str):
         raise SystemExit(f"zoo: {e.args[0] if e.args else e}")
 
 
-def _read_media(tok, path: Path, args):
-    """path -> (batchable tensor [1, ...], encode kwargs)."""
-    from zoo import media
-
-    if tok.modality == "audio":
-        audio, sr = media.load_audio(path)
-        if args.mono and audio.shape[0] > 1:
-            audio = media.to_mono(audio)
-        return audio[None], {"sample_rate": sr}
-    if tok.modality == "image":
-        img = media.load_image(path)
-        size = getattr(tok, "input_size", None)
-        if size is not None and tuple(img.shape[-2:]) != tuple(size):
-            img = media.resize_center_crop(img, tuple(size))
-        return img[None], {}
-    if tok.modality == "3d":
-        from zoo.media import mesh as mesh_io
-
-        return mesh_io.load_points_for(tok, path), {}
-    raise SystemExit(f"zoo: unsupported modality {tok.modality!r}")
-
-
 def _write_media(tok, recon, out_base: Path, tokens=None) -> Path:
     from zoo import media
 
-    if tok.modality == "audio":
-        sr = (tokens.meta.get("sample_rate") if tokens is not None else None) or tok.sample_rate
-        return media.save_audio(out_base.with_suffix(".wav"), recon.reshape(-1, recon.shape[-1]), sr)
-    if tok.modality == "image":
-        return media.save_image(out_base.with_suffix(".png"), recon)
-    if tok.modality == "3d":
-        from zoo.media import mesh as mesh_io
-
-        return mesh_io.save_decoded(out_base, recon)
-    raise SystemExit(f"zoo: unsupported modality {tok.modality!r}")
-
-
-def _batches(items, batch_size):
-    """Group consecutive items whose tensors share a shape and kwargs, up to batch_size."""
-    batch = []
-    for it in items:
-        if batch and (len(batch) == batch_size or batch[0][1].shape[1:] != it[1].shape[1:] or batch[0][2] != it[2]):
-            yield batch
-            batch = []
-        batch.append(it)
-    if batch:
-        yield batch
+    sr = (tokens.meta.get("sample_rate") if tokens is not None else None) or getattr(tok, "sample_rate", None)
+    return media.save_media(out_base, recon, tok.modality, sample_rate=sr)
 
 
 def _run_over_files(args, work) -> int:
-    """Read each input, batch, run `work(tok, batch)`; report unreadable files unless --strict."""
+    """Read each input, batch same-shape items, run `work(tok, x, kwargs, keys, out_bases)`;
+    report unreadable files unless --strict."""
     import torch
     from tqdm import tqdm
 
+    from zoo import pipelines
     from zoo.media import SUFFIXES
 
     tok = _load(args.name)
-    files = _collect(args.inputs, SUFFIXES[tok.modality])
+    try:
+        items = pipelines.discover(args.inputs, SUFFIXES[tok.modality])
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    if not items:
+        raise SystemExit(f"zoo: no {tok.modality} files ({', '.join(SUFFIXES[tok.modality])}) in {' '.join(args.inputs)}")
     out = Path(args.out)
     failures = []
-
-    def readable():
-        for path, rel in files:
-            try:
-                x, kw = _read_media(tok, path, args)
-            except (ValueError, OSError) as e:
-                if args.strict:
-                    raise SystemExit(f"zoo: {e}")
-                failures.append((str(path), str(e)))
-                continue
-            yield (path, x, kw, rel)
-
-    bar = tqdm(total=len(files), unit="file", disable=args.quiet)
+    stream = pipelines.iter_media(items, tok.modality, num_workers=args.num_workers, mono=args.mono,
+                                  size=getattr(tok, "input_size", None))
+    bar = tqdm(total=len(items), unit="item", disable=args.quiet)
     with torch.inference_mode():
-        for batch in _batches(((p, x, kw, rel) for p, x, kw, rel in readable()), args.batch_size):
-            x = torch.cat([b[1] for b in batch])
-            try:
-                work(tok, x, batch[0][2], [b[0] for b in batch], [out / b[3] for b in batch])
-            except ValueError as e:
-                if args.strict:
-                    raise SystemExit(f"zoo: {e}")
-                failures += [(str(b[0]), str(e)) for b in batch]
+        for batch in pipelines.batched(stream, args.batch_size):
+            keys = [items[b[0]].key for b in batch]
+            if batch[0][3] is not None:
+                failures.append(batch[0][3])
+            else:
+                try:
+                    work(tok, torch.cat([b[1] for b in batch]), batch[0][2], keys, [out / Path(k).with_suffix("") for k in keys])
+                except ValueError as e:
+                    failures += [f"{k}: {e}" for k in keys]
+            if failures and args.strict:
+                raise SystemExit(f"zoo: {failures[0]}")
             bar.update(len(batch))
     bar.close()
+    return _report(failures, len(items))
+
+
+def _report(failures, total) -> int:
     if failures:
-        print(f"zoo: {len(failures)} of {len(files)} file(s) failed:", file=sys.stderr)
-        for p, e in failures:
-            print(f"  {p}: {e}", file=sys.stderr)
+        print(f"zoo: {len(failures)} of {total} item(s) failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dist_env() -> tuple[int, int]:
+    """Rank and world size from torchrun's environment (1 process when run plainly)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _encode_kwargs(args) -> dict:
@@ -232,15 +183,32 @@ def cmd_info(args) -> int:
 
 def cmd_encode(args) -> int:
     kw_extra = _encode_kwargs(args)
+    if args.per_file:
 
-    def work(tok, x, kw, paths, outs):
-        tokens = tok.encode(x, **kw, **kw_extra)
-        for i, (p, o) in enumerate(zip(paths, outs)):
-            t = tokens[i]
-            t.meta["source"] = str(p)
-            t.save(o.with_suffix(".tokens"))
+        def work(tok, x, kw, keys, outs):
+            tokens = tok.encode(x, **kw, **kw_extra)
+            for i, (key, o) in enumerate(zip(keys, outs)):
+                t = tokens[i]
+                t.meta["source"] = key
+                t.save(o.with_suffix(".tokens"))
 
-    return _run_over_files(args, work)
+        return _run_over_files(args, work)
+
+    from zoo import pipelines
+
+    tok = _load(args.name)
+    rank, world = _dist_env()
+    try:
+        s = pipelines.encode_dataset(
+            tok, args.inputs, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
+            num_workers=args.num_workers, rank=rank, world_size=world, strict=args.strict, mono=args.mono,
+            encode_kwargs=kw_extra, progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    print(f"rank {rank}/{world}: {s.items_encoded} item(s) encoded into {s.shards_written} shard(s), "
+          f"{s.shards_skipped} finished shard(s) skipped, {len(s.failures)} failure(s)")
+    return _report(s.failures, s.items_encoded + len(s.failures))
 
 
 def cmd_reconstruct(args) -> int:
@@ -283,26 +251,27 @@ def cmd_decode(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from zoo.api import Tokens
+    from zoo import pipelines
 
     tok = _load(args.name)
-    files = _collect(args.inputs, (".tokens",))
     out = Path(args.out)
     dec_kw = _decode_kwargs(args)
-    failures = []
+    failures, n = [], 0
     with torch.inference_mode():
-        for path, rel in tqdm(files, unit="file", disable=args.quiet):
+        try:
+            records = list(pipelines.iter_tokens(args.inputs))
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"zoo: {e}")
+        for key, tokens in tqdm(records, unit="item", disable=args.quiet):
             try:
-                tokens = Tokens.load(path)
                 recon = tok.decode(tokens, **dec_kw)
-                _write_media(tok, recon[0], out / rel.with_suffix(""), tokens)
-            except (ValueError, OSError) as e:
+                _write_media(tok, recon[0], out / Path(key).with_suffix(""), tokens)
+                n += 1
+            except ValueError as e:
                 if args.strict:
-                    raise SystemExit(f"zoo: {path}: {e}")
-                failures.append((path, e))
-    for p, e in failures:
-        print(f"zoo: {p}: {e}", file=sys.stderr)
-    return 1 if failures else 0
+                    raise SystemExit(f"zoo: {key}: {e}")
+                failures.append(f"{key}: {e}")
+    return _report(failures, len(records))
 
 
 def cmd_convert(args) -> int:
@@ -366,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("inputs", nargs="+", metavar="INPUT", help=f"{what} files or folders (searched recursively)")
         s.add_argument("--out", required=True, help="output folder (mirrors the input layout)")
         s.add_argument("--batch-size", type=int, default=8, help="items per forward pass (same-shape items are batched)")
+        s.add_argument("--num-workers", type=int, default=0, help="processes that read and decode files")
         s.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of reporting it")
         s.add_argument("--mono", action="store_true", help="audio: mix multi-channel input down to mono")
         s.add_argument("--num-tokens", type=int, help="variable-length families: tokens per item")
@@ -377,8 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, help="seed for stochastic decoders")
         s.add_argument("--decode-option", action="append", metavar="KEY=VALUE", help="extra decode() argument (JSON value)")
 
-    s = sub.add_parser("encode", help="media files -> .tokens files", description="Encode media files or folders into .tokens files (one per input).")
+    s = sub.add_parser("encode", help="media -> token shards (or .tokens files)",
+                       description="Encode media files, folders or .tar shards into token shards (resumable; under torchrun "
+                                   "each rank takes every WORLD_SIZE-th shard). --per-file writes one .tokens file per input.")
     media_args(s, "media")
+    s.add_argument("--shard-size", type=int, default=1000, help="items per token shard")
+    s.add_argument("--per-file", action="store_true", help="write one .tokens file per input instead of shards")
     s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("reconstruct", help="media -> tokens -> media", description="Encode and decode media; write the reconstructions (and metrics with --metrics).")
@@ -387,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", action="store_true", help="print and save metrics.json (PSNR for images; SI-SDR and mel distance for audio)")
     s.set_defaults(fn=cmd_reconstruct)
 
-    s = sub.add_parser("decode", help=".tokens files -> media", description="Decode .tokens files (from `zoo encode`) back to media.")
+    s = sub.add_parser("decode", help="token shards / .tokens files -> media",
+                       description="Decode token shards or .tokens files (from `zoo encode`) back to media files named by their keys.")
     s.add_argument("name")
     s.add_argument("inputs", nargs="+", metavar="TOKENS")
     s.add_argument("--out", required=True)
