@@ -17,7 +17,8 @@ Algorithm (for scales s = 1..S with token counts n_1 < ... < n_S = N, or grids h
   phi_s(h) = (1 - ratio) * h + ratio * conv_k(h), with `num_phi` convs shared across scales: scale s
   uses the conv whose tick (linspace(1/(3P), 1 - 1/(3P), P)) is nearest to s / (S - 1) (VAR's
   "partially shared" phi). Losses (mean over scales): commitment = w_c * ||sg(f_hat_s) - z||^2, and for
-  a learned codebook codebook = w_b * ||f_hat_s - sg(z)||^2. Output: z + sg(f_hat - z) (straight-through).
+  a learned codebook codebook = w_b * ||f_hat_s - sg(z)||^2 (computed in training or when grad is
+  enabled; an eval forward under no_grad returns no losses). Output: z + sg(f_hat - z) (straight-through).
 ids: the scales concatenated on the last axis, [B, sum_s n_s] (2D: each scale flattened row-major).
 """
 
@@ -149,6 +150,7 @@ class MultiScaleResidualQuantizer(Quantizer):
         rest = f.detach().clone()
         f_hat = torch.zeros_like(rest)
         ids_all, commit, cb = [], 0.0, 0.0
+        want_losses = self.training or torch.is_grad_enabled()  # skip them in no-grad evaluation
         for s, shape in enumerate(self.scale_shapes):
             r = rest if shape == full else F.interpolate(rest, size=shape, mode="area")  # [B, D, *shape]
             r_flat = r.movedim(1, -1).reshape(-1, self.dim)  # [B * n_s, D]
@@ -159,12 +161,13 @@ class MultiScaleResidualQuantizer(Quantizer):
             f_hat = f_hat + h
             rest = rest - h.detach()
             ids_all.append(ids.reshape(b, -1))  # [B, n_s]
-            commit = commit + F.mse_loss(f_hat.detach(), f)
-            cb = cb + F.mse_loss(f_hat, f.detach())
+            if want_losses:
+                commit = commit + F.mse_loss(f_hat.detach(), f)
+                cb = cb + F.mse_loss(f_hat, f.detach())
         losses = {}
-        if self.commitment_weight > 0:
+        if want_losses and self.commitment_weight > 0:
             losses["commitment"] = self.commitment_weight * commit / self.num_scales
-        if not self.codebook.uses_ema and self.codebook_weight > 0:
+        if want_losses and not self.codebook.uses_ema and self.codebook_weight > 0:
             losses["codebook"] = self.codebook_weight * cb / self.num_scales
         quantized = f_hat if not f.requires_grad else f + (f_hat - f).detach()  # straight-through
         ids = torch.cat(ids_all, dim=-1)  # [B, sum n_s]
