@@ -306,6 +306,10 @@ def test_bad_tokens(model, images):
         model.decode(Tokens(t.ids, layout="1d", meta={"family": "wavtokenizer"}))
     with pytest.raises(TypeError, match="zoo.Tokens"):
         model.decode(t.ids)
+    with pytest.raises(ValueError, match="num_latent_tokens=256"):  # tokens of another variant
+        model.decode(Tokens(t.ids, layout="1d", meta={**t.meta, "num_latent_tokens": 256, "variant": "one-d-piece-s-256"}))
+    with pytest.raises(ValueError, match="image_size"):
+        model.decode(Tokens(t.ids, layout="1d", meta={**t.meta, "image_size": [64, 64]}))
 
 
 def test_bad_configs():

@@ -394,6 +394,14 @@ class OneDPiece(Tokenizer):
                 f"OneDPiece decodes 1D tokens: layout '1d' with ids [B, k]; got layout {tokens.layout!r} with ids "
                 f"shape {list(tokens.ids.shape)}. Official [B, 1, N] ids become ours with ids[:, 0]."
             )
+        made_for = {"num_latent_tokens": self.cfg.num_latent_tokens, "image_size": [self.cfg.image_size] * 2}
+        for key, ours in made_for.items():
+            if key in tokens.meta and tokens.meta[key] != ours:
+                raise ValueError(
+                    f"These tokens come from a One-D-Piece with {key}={tokens.meta[key]} "
+                    f"(variant {tokens.meta.get('variant')!r}); this model has {key}={ours}. Decode them with the "
+                    "model that made them."
+                )
         ids = tokens.ids.to(self.device)
         self._check_num_tokens(ids.shape[1])
         lengths = tokens.lengths
