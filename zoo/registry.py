@@ -18,6 +18,7 @@ FAMILIES: tuple[str, ...] = (
     "wavtokenizer",
     "xy_tokenizer",
     "flextok",
+    "one_d_piece",
     "wetok",
 )
 
