@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 # Module names under zoo.tokenizers, in catalogue order. A family is listed here once its module exists.
-FAMILIES: tuple[str, ...] = ()
+FAMILIES: tuple[str, ...] = ("selftok",)
 
 
 @dataclass(frozen=True)
