@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
 from zoo.blocks.transformer import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
+from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
 PAPER = "arXiv:2505.07538"
@@ -83,6 +84,8 @@ class SelftokConfig:
     code_dim: int = 16  # codebook vector width (l2-normalised)
     token_dim: int = 16  # width of the decoder's conditioning ("encoder_hidden_size" upstream)
     post_norm: bool = True  # LayerNorm on the looked-up codes before the decoder
+    codebook_ema_decay: float = 0.99  # training only: EMA codebook update
+    commitment_weight: float = 1.0  # training only
     # decoder
     decoder: str = "flow"  # "flow": MMDiT + rectified-flow sampler; "renderer": one-step MMDiT renderer
     decoder_depth: int = 24  # joint blocks; width = 64 * depth, heads = depth (SD3 MMDiT rule)
@@ -240,33 +243,6 @@ def _center_crop_table(table: Tensor, side: int, h: int, w: int) -> Tensor:
     top, left = (side - h) // 2, (side - w) // 2
     grid = rearrange(table, "1 (h w) d -> 1 h w d", h=side)[:, top : top + h, left : left + w]
     return rearrange(grid, "1 h w d -> 1 (h w) d")
-
-
-class CosineCodebook(nn.Module):
-    """project_in -> l2-normalise -> nearest unit code by cosine similarity -> (project_out).
-
-    codebook: [C, code_dim], stored unit-norm (upstream keeps it normalised through its EMA update).
-    """
-
-    def __init__(self, dim: int, code_dim: int, codebook_size: int, out_dim: int):
-        super().__init__()
-        self.codebook_size = codebook_size
-        self.project_in = nn.Linear(dim, code_dim) if dim != code_dim else nn.Identity()
-        self.codebook = nn.Parameter(F.normalize(torch.randn(codebook_size, code_dim), dim=-1))
-        self.project_out = nn.Linear(code_dim, out_dim) if code_dim != out_dim else nn.Identity()
-
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """features [B, K, D] -> (projected [B, K, code_dim], ids [B, K], codes [B, K, code_dim] with straight-through)."""
-        projected = self.project_in(features)
-        unit = F.normalize(projected, dim=-1)
-        ids = (unit @ self.codebook.t()).argmax(dim=-1)  # [B, K] cosine similarity with unit codes
-        codes = F.embedding(ids, self.codebook)
-        if self.training:
-            codes = unit + (codes - unit).detach()
-        return projected, ids, codes
-
-    def ids_to_codes(self, ids: Tensor) -> Tensor:
-        return self.project_out(F.embedding(ids, self.codebook))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -501,7 +477,11 @@ class Selftok(Tokenizer):
     def __init__(self, cfg: SelftokConfig):
         super().__init__(cfg)
         self.encoder = SelftokEncoder(cfg)
-        self.quantizer = CosineCodebook(cfg.query_width, cfg.code_dim, cfg.codebook_size, cfg.token_dim)
+        # Cosine VQ with an EMA codebook and k-means init on the first training batch, as upstream.
+        self.quantizer = VectorQuantizer(
+            cfg.query_width, cfg.codebook_size, cfg.code_dim, output_dim=cfg.token_dim, cosine=True,
+            ema_decay=cfg.codebook_ema_decay, kmeans_init=True, commitment_weight=cfg.commitment_weight,
+        )
         self.post_norm = nn.LayerNorm(cfg.token_dim, eps=1e-6) if cfg.post_norm else nn.Identity()
         if cfg.decoder == "flow":
             self.decoder = FlowDecoder(cfg)
@@ -575,8 +555,9 @@ class Selftok(Tokenizer):
         latents = self._check_latents(latents)
         with torch.inference_mode():
             features = self.encoder(latents)
-            projected, ids, _ = self.quantizer(features)
-            codes = self.quantizer.ids_to_codes(ids)
+            ids = self.quantizer(features).ids
+            projected = self.quantizer.project_in(features)
+            codes = self.quantizer.ids_to_quantized(ids)
             return SelftokEncoding(features, projected, ids, codes, self.post_norm(codes))
 
     def encode_latents(self, latents: Tensor) -> Tokens:
@@ -612,7 +593,7 @@ class Selftok(Tokenizer):
             if int(tokens.lengths.min()) < 1:
                 raise ValueError("Selftok needs at least one token per item (token 0 conditions every step); got a length of 0.")
             lengths = torch.arange(n, device=ids.device)[None] < tokens.lengths.to(ids.device)[:, None]
-        return self.post_norm(self.quantizer.ids_to_codes(ids)), lengths
+        return self.post_norm(self.quantizer.ids_to_quantized(ids)), lengths
 
     def _noise(self, b: int, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
         shape = (b, self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
@@ -700,11 +681,8 @@ class Selftok(Tokenizer):
         x = prepare_images(x, name="Selftok", size=(s, s)).to(self.device)
         with torch.no_grad():
             latents = self.images_to_latents(x)
-        features = self.encoder(latents)
-        projected, ids, codes = self.quantizer(features)
-        unit = F.normalize(projected, dim=-1)
-        commit = F.mse_loss(unit, F.embedding(ids, self.quantizer.codebook).detach())
-        cond = self.post_norm(self.quantizer.project_out(codes))
+        quant = self.quantizer(self.encoder(latents))
+        ids, cond = quant.ids, self.post_norm(quant.quantized)
         b = x.shape[0]
         if self.has_renderer:
             context, mods = self.renderer.embed_context(cond)
@@ -718,7 +696,7 @@ class Selftok(Tokenizer):
             v = self.decoder(x_t, t, context, mods, self.visible_mask(t))
             pred = x_t - t[:, None, None, None] * v  # one-step estimate of x0
             losses = {"velocity_mse": F.mse_loss(v, noise - latents)}
-        losses["commitment"] = commit
+        losses.update(quant.losses)
         recon = self.latents_to_images(pred)
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=s, num_tokens=self.cfg.num_tokens))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses)
@@ -744,7 +722,7 @@ DROPPED_KEY_PATTERNS = (
     r"diffusion\..*",  # sampler schedule buffers (timestep_map ...): our sampler computes the schedule
     r"encoder\.final_layer_norm2?\..*",  # norms applied only with pre_norm=True (released: False)
     r"encoder\.quantizer\.(continuous|steps|count)",  # training counters, mutated by every forward upstream
-    r"encoder\.quantizer\._codebook\.(initted|cluster_size|cluster_size_wo_react|embed_avg|timestep_p_over_c|tpc_initted)",  # EMA/k-means/entropy state
+    r"encoder\.quantizer\._codebook\.(cluster_size_wo_react|timestep_p_over_c|tpc_initted)",  # entropy-regulariser state
     r"model\.y_embedder\..*",  # pooled-vector embedder; y is None at inference
 )
 
@@ -761,7 +739,10 @@ def _dropped(key: str, cfg: SelftokConfig) -> bool:
 _RENAMES = (
     ("encoder.x_embedder.proj.", "encoder.patch_embed."),
     ("encoder.final_layer_norm3.", "post_norm."),
+    ("encoder.quantizer._codebook.embed_avg", "quantizer.embed_sum"),  # EMA state kept for fine-tuning
     ("encoder.quantizer._codebook.embed", "quantizer.codebook"),
+    ("encoder.quantizer._codebook.cluster_size", "quantizer.cluster_size"),
+    ("encoder.quantizer._codebook.initted", "quantizer.initialized"),
     ("encoder.quantizer.", "quantizer."),
     ("model.x_embedder.proj.", "decoder.patch_embed."),
 )
@@ -782,8 +763,10 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: SelftokConfig) -> di
                 break
         if new.startswith("model."):
             new = body + new[len("model.") :]
-        if new == "quantizer.codebook" and value.dim() == 3:
-            value = value[0]  # [1, C, d] (one head) -> [C, d]
+        if new in ("quantizer.codebook", "quantizer.embed_sum", "quantizer.cluster_size"):
+            value = value[0]  # one codebook head: [1, C, ...] -> [C, ...]
+        elif new == "quantizer.initialized":
+            value = value.reshape(()).bool()
         out[new] = value
     return out
 
