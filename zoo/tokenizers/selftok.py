@@ -42,7 +42,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
-from zoo.blocks.transformer import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
+from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 

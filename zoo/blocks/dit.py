@@ -1,4 +1,5 @@
-"""Generic transformer pieces: sinusoidal embeddings, timestep embedder, MLP, adaLN modulation.
+"""DiT-style conditioning pieces: sinusoidal timestep embedder, sin-cos position tables, adaLN
+modulation and the GELU-tanh MLP.
 
 The sinusoidal timestep embedding and its MLP follow DiT (Peebles & Xie, arXiv 2212.09748,
 github.com/facebookresearch/DiT, CC-BY-NC) and the fixed 2D sin-cos position table follows MAE
