@@ -21,7 +21,6 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo import Tokens
 from zoo.tokenizers import selftok as st
 
 

@@ -1,7 +1,6 @@
 """Selftok: token schedule, tiny-model API, sampler equivalence, converter against the released layouts, bad input."""
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 

@@ -30,7 +30,6 @@ Deviations from the upstream code (all numerically neutral; see models/selftok/N
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -451,6 +450,12 @@ class _LazyVAE:
 # ----------------------------------------------------------------------------------------------
 # the tokenizer
 # ----------------------------------------------------------------------------------------------
+def _randn(shape, generator: torch.Generator | None, device) -> Tensor:
+    """Gaussian noise drawn on the generator's device (so a CPU generator seeds a GPU run too)."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
 @dataclass
 class SelftokEncoding:
     """Intermediate tensors of one encode: features [B, K, Dq], projected [B, K, code_dim],
@@ -598,7 +603,7 @@ class Selftok(Tokenizer):
     def _noise(self, b: int, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
         shape = (b, self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
         if noise is None:
-            return torch.randn(shape, generator=generator, device=self.device)
+            return _randn(shape, generator, self.device)
         if tuple(noise.shape) != shape:
             raise ValueError(f"Selftok noise must have shape {list(shape)}; got {list(noise.shape)}.")
         check_finite(noise, "Selftok noise")
@@ -689,8 +694,8 @@ class Selftok(Tokenizer):
             pred = self.renderer(context, mods)
             losses = {"latent_mse": F.mse_loss(pred, latents)}
         else:
-            t = torch.sigmoid(torch.randn(b, generator=generator, device=self.device))
-            noise = torch.randn(latents.shape, generator=generator, device=self.device)
+            t = torch.sigmoid(_randn((b,), generator, self.device))
+            noise = _randn(latents.shape, generator, self.device)
             x_t = t[:, None, None, None] * noise + (1 - t[:, None, None, None]) * latents
             context, mods = self.decoder.embed_context(cond)
             v = self.decoder(x_t, t, context, mods, self.visible_mask(t))
