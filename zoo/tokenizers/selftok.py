@@ -507,6 +507,11 @@ class Selftok(Tokenizer):
     def has_renderer(self) -> bool:
         return self.cfg.decoder == "renderer"
 
+    @property
+    def stochastic_decoder(self) -> bool:
+        """The flow decoder starts from noise (pass generator= or noise=); the renderer is deterministic."""
+        return not self.has_renderer
+
     def visible_mask(self, t: Tensor, num_tokens: int | None = None) -> Tensor:
         """Noise level t [B] in [0, 1] -> bool [B, K]: which tokens the decoder sees at t."""
         k = last_visible_token(time_index(t), self.cfg)
