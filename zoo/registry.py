@@ -20,6 +20,7 @@ FAMILIES: tuple[str, ...] = (
     "flextok",
     "one_d_piece",
     "wetok",
+    "selftok",
 )
 
 
