@@ -3,8 +3,10 @@
 The tokenizer keeps the flow's convention: `tok.flow_forward(x, t=t, noise=noise) -> zoo.api.FlowOutput`
 encodes `x`, builds its noisy input from `noise` and the timesteps `t`, and returns the predicted
 velocity and the velocity it should match. This program samples `t` from a logit-normal
-distribution (SD3, arXiv:2403.03206) and `noise` from N(0, I), and minimises the velocity MSE plus
-the quantizer's losses. `model.freeze` can keep the encoder and quantizer fixed.
+distribution (SD3, arXiv:2403.03206) and `noise` from N(0, I) (shaped like `x`, or like
+`tok.flow_noise_shape(x)` when the flow runs in a latent space), and minimises the velocity MSE plus
+the tokenizer's other losses (`FlowOutput.losses`: quantizer, REPA, ...; each is also logged).
+`model.freeze` can keep the encoder and quantizer fixed.
 
     python training/train_flow_decoder.py RECIPE.yaml [section.key=value ...]
     torchrun --nproc-per-node 8 training/train_flow_decoder.py RECIPE.yaml
@@ -61,6 +63,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     model = zd.wrap(model, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
     inner = zd.unwrap(model)
     flow_forward = zd.forward_method(model, "flow_forward")
+    noise_shape = getattr(inner, "flow_noise_shape", lambda x: tuple(x.shape))  # default: noise like the input
     opt = build_optimizer(model.parameters(), cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.train.steps)
     scaler = zd.grad_scaler(precision, info.device)
@@ -90,14 +93,15 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             x = next(loader).to(info.device, non_blocking=True)
             batches += 1
             t = L.logit_normal_timesteps(x.shape[0], cfg.flow.t_mean, cfg.flow.t_std, device=info.device)
-            noise = torch.randn_like(x)
+            # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
+            noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
             with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
                 out = flow_forward(x, t=t, noise=noise)  # through the wrapper's hooks (DDP / FSDP2)
                 flow = L.flow_matching_loss(out.velocity, out.target)
                 quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
                 loss = flow + quant
             scaler.scale(loss / accum).backward()
-            for k, v in (("loss", loss), ("flow", flow), ("quantizer", quant)):
+            for k, v in (("loss", loss), ("flow", flow), ("quantizer", quant), *out.losses.items()):
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
         scaler.unscale_(opt)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))

@@ -236,7 +236,9 @@ class FlowOutput:
     The tokenizer encodes `x`, builds its noisy input from `x`, `noise` and timesteps `t` ([B] in
     (0, 1)) by its own convention, and predicts. `velocity` is the prediction and `target` what it
     should equal (same shape); the training program samples `t` and `noise` and applies
-    `zoo.train.losses.flow_matching_loss(velocity, target)`. `losses` holds the quantizer's losses.
+    `zoo.train.losses.flow_matching_loss(velocity, target)`. `noise` is shaped like `x` unless the
+    tokenizer defines `flow_noise_shape(x) -> tuple` (a flow over a latent, e.g. FlexTok's VAE latent).
+    `losses` holds the other losses, already weighted (quantizer, REPA, ...).
     """
 
     velocity: Tensor

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
 from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -85,6 +85,7 @@ class SelftokConfig:
     post_norm: bool = True  # LayerNorm on the looked-up codes before the decoder
     codebook_ema_decay: float = 0.99  # training only: EMA codebook update
     commitment_weight: float = 1.0  # training only
+    dead_code_threshold: float = 0.0  # training only: restart codes whose EMA count per batch falls below this (0 = off)
     # decoder
     decoder: str = "flow"  # "flow": MMDiT + rectified-flow sampler; "renderer": one-step MMDiT renderer
     decoder_depth: int = 24  # joint blocks; width = 64 * depth, heads = depth (SD3 MMDiT rule)
@@ -486,6 +487,7 @@ class Selftok(Tokenizer):
         self.quantizer = VectorQuantizer(
             cfg.query_width, cfg.codebook_size, cfg.code_dim, output_dim=cfg.token_dim, cosine=True,
             ema_decay=cfg.codebook_ema_decay, kmeans_init=True, commitment_weight=cfg.commitment_weight,
+            dead_code_threshold=cfg.dead_code_threshold,
         )
         self.post_norm = nn.LayerNorm(cfg.token_dim, eps=1e-6) if cfg.post_norm else nn.Identity()
         if cfg.decoder == "flow":
@@ -683,33 +685,69 @@ class Selftok(Tokenizer):
         with torch.inference_mode():
             return self.latents_to_images(latents)
 
-    # -- training forward -----------------------------------------------------------------------
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
-        """Images -> TokenizerOutput. Losses: the decoder loss (flow: velocity MSE at t ~ logit-normal with the
-        tokens visible at t; renderer: latent MSE) and the commitment loss of the cosine VQ."""
+    # -- training --------------------------------------------------------------------------------
+    def flow_noise_shape(self, x: Tensor) -> tuple[int, ...]:
+        """The flow runs on the latent: images [B, 3, S, S] -> noise shape [B, C, S/8, S/8]."""
+        return (x.shape[0], self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
+
+    def flow_forward(self, x: Tensor, *, t: Tensor, noise: Tensor) -> FlowOutput:
+        """Training pass for training/train_flow_decoder.py (the zoo.api.FlowOutput agreement).
+
+        x [B, 3, S, S] in [0, 1]; t [B] in [0, 1] (1 = pure noise, as upstream); noise [B, C, S/8, S/8]
+        (flow_noise_shape). The frozen VAE gives the normalised latent x0; the encoder, the cosine VQ
+        (straight-through, EMA codebook) and the decoder are trained together: x_t = t noise + (1 - t) x0,
+        the decoder sees only the tokens visible at t (the schedule's mask, per item), and the velocity
+        target is noise - x0. losses: the VQ's (commitment); metrics: its code usage.
+        """
+        self._need("flow")
         s = self.cfg.image_size
         x = prepare_images(x, name="Selftok", size=(s, s)).to(self.device)
+        b = x.shape[0]
+        shape = self.flow_noise_shape(x)
+        if not isinstance(noise, Tensor) or tuple(noise.shape) != shape:
+            got = list(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+            raise ValueError(f"Selftok flow noise must have the latent's shape {list(shape)} (flow_noise_shape); got {got}.")
+        t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1)
+        if t.shape[0] != b:
+            raise ValueError(f"Selftok flow timesteps must be one per image ([{b}]); got shape {list(t.shape)}.")
+        if bool(((t < 0) | (t > 1)).any()):
+            raise ValueError("Selftok flow timesteps must lie in [0, 1] (1 = pure noise).")
+        with torch.no_grad():
+            latents = self.images_to_latents(x)  # [B, C, s, s]; the VAE is not trained
+        quant = self.quantizer(self.encoder(latents))
+        cond = self.post_norm(quant.quantized)  # [B, K, token_dim]
+        eps = noise.to(latents.device, latents.dtype)
+        tb = t[:, None, None, None]
+        x_t = tb * eps + (1 - tb) * latents
+        context, mods = self.decoder.embed_context(cond)
+        v = self.decoder(x_t, t, context, mods, self.visible_mask(t))  # tokens 0..k(t) visible per item
+        tokens = Tokens(ids=quant.ids.detach(), layout="1d", meta=self.token_meta(image_size=s, num_tokens=self.cfg.num_tokens))
+        return FlowOutput(velocity=v, target=eps - latents, tokens=tokens, losses=dict(quant.losses), metrics=dict(quant.metrics))
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
+        """Images -> TokenizerOutput. Flow decoder: flow_forward with t = sigmoid(N(0, 1)) (logit-normal) and
+        noise ~ N(0, I) from `generator`, losses velocity_mse + the VQ's, recon = the one-step x0 estimate
+        x_t - t v. Renderer (encoder and decoder trained on the latent): latent_mse + the VQ's."""
+        s = self.cfg.image_size
+        x = prepare_images(x, name="Selftok", size=(s, s)).to(self.device)
+        if not self.has_renderer:
+            b = x.shape[0]
+            t = torch.sigmoid(_randn((b,), generator, self.device))
+            noise = _randn(self.flow_noise_shape(x), generator, self.device)
+            out = self.flow_forward(x, t=t, noise=noise)
+            tb = t[:, None, None, None]
+            x_t = tb * noise + (1 - tb) * (noise - out.target)  # latents = noise - target
+            pred = x_t - tb * out.velocity  # one-step estimate of x0
+            losses = {"velocity_mse": F.mse_loss(out.velocity, out.target), **out.losses}
+            return TokenizerOutput(recon=self.latents_to_images(pred), tokens=out.tokens, losses=losses)
         with torch.no_grad():
             latents = self.images_to_latents(x)
         quant = self.quantizer(self.encoder(latents))
-        ids, cond = quant.ids, self.post_norm(quant.quantized)
-        b = x.shape[0]
-        if self.has_renderer:
-            context, mods = self.renderer.embed_context(cond)
-            pred = self.renderer(context, mods)
-            losses = {"latent_mse": F.mse_loss(pred, latents)}
-        else:
-            t = torch.sigmoid(_randn((b,), generator, self.device))
-            noise = _randn(latents.shape, generator, self.device)
-            x_t = t[:, None, None, None] * noise + (1 - t[:, None, None, None]) * latents
-            context, mods = self.decoder.embed_context(cond)
-            v = self.decoder(x_t, t, context, mods, self.visible_mask(t))
-            pred = x_t - t[:, None, None, None] * v  # one-step estimate of x0
-            losses = {"velocity_mse": F.mse_loss(v, noise - latents)}
-        losses.update(quant.losses)
-        recon = self.latents_to_images(pred)
-        tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=s, num_tokens=self.cfg.num_tokens))
-        return TokenizerOutput(recon=recon, tokens=tokens, losses=losses)
+        context, mods = self.renderer.embed_context(self.post_norm(quant.quantized))
+        pred = self.renderer(context, mods)
+        losses = {"latent_mse": F.mse_loss(pred, latents), **quant.losses}
+        tokens = Tokens(ids=quant.ids.detach(), layout="1d", meta=self.token_meta(image_size=s, num_tokens=self.cfg.num_tokens))
+        return TokenizerOutput(recon=self.latents_to_images(pred), tokens=tokens, losses=losses)
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
