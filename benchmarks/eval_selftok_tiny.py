@@ -11,14 +11,18 @@ few qualities (their bytes include the headers: neither can reach the token budg
 a raw 8-bit RGB thumbnail (1x1, 2x2, 4x4; bicubic upsampling) at exactly 24, 96 and 384 bits. The
 DCT-latent round trip (no tokens) bounds what any decoder of this latent can reach.
 
-    PYTHONPATH=. python benchmarks/eval_selftok_tiny.py [MODEL] [--steps 25] [--seed 0] [--out metrics.json]
-MODEL: a catalogue name or folder (default: models/selftok/tiny-64).
+    PYTHONPATH=. python benchmarks/eval_selftok_tiny.py [MODEL] [--steps 25] [--seed 0] [--write]
+MODEL: a catalogue name or folder (default: models/selftok/tiny-64). --write stores metrics.json
+({"metrics": {...}, "command": ..., "details": {...}}, read by `zoo cards`) in the model folder and, with
+--training TEXT, rewrites its README.md card with these numbers and that training note.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import shlex
+import sys
 import json
 import math
 from pathlib import Path
@@ -96,7 +100,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="noise seed of the sampler")
     ap.add_argument("--prefixes", type=int, nargs="+", default=None, help="prefix lengths (default 1, 2, 4, ..., K)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--write", action="store_true", help="write metrics.json (and README.md with --training) into MODEL")
+    ap.add_argument("--training", default=None, help="training note for the README.md card (data, steps, wall time, command)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -131,8 +136,40 @@ def main() -> None:
         result[fmt.lower()] = rows
     print(f"DCT latent round trip (no tokens): PSNR {result['latent_roundtrip']['psnr']:.2f}  "
           f"SSIM {result['latent_roundtrip']['ssim']:.4f}; codes used on the crops: {result['codes_used']}/{tok.codebook_size}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.write:
+        folder = Path(args.model)
+        if not (folder / "config.json").is_file():
+            raise SystemExit(f"--write needs MODEL to be a model folder; {folder} has no config.json.")
+        argv = [a for a in sys.argv[1:] if a not in (args.model,)]
+        argv = argv[: argv.index("--training")] + argv[argv.index("--training") + 2 :] if "--training" in argv else argv
+        command = "PYTHONPATH=. python benchmarks/eval_selftok_tiny.py " + shlex.join(
+            [str(folder.resolve().relative_to(REPO)) if folder.resolve().is_relative_to(REPO) else str(folder), *argv])
+        flat = summary(result)
+        (folder / "metrics.json").write_text(json.dumps({"metrics": flat, "command": command, "details": result}, indent=2) + "\n")
+        if args.training:
+            from zoo import hub
+
+            tok.variant = tok.variant or "selftok-tiny-64"
+            text = hub.model_card(tok, metrics=flat, training=args.training + f"\n\nMeasured with `{command}`.", license="MIT")
+            (folder / "README.md").write_text(text)
+        print(f"wrote {folder / 'metrics.json'}")
+
+
+def summary(result: dict) -> dict:
+    """Flat `metric -> value` rows for the card (PSNR dB / SSIM, held-out crops)."""
+    steps, n = result["steps"], result["crops"]
+    out = {"held-out data": f"{n} crops 64x64 of 6 photos (skimage astronaut, coffee, chelsea, rocket; sklearn china, flower)"}
+    for row in result["prefixes"]:
+        out[f"PSNR / SSIM, {row['tokens']} tokens ({row['bits']:g} bits), {steps} steps"] = f"{row['psnr']:.2f} / {row['ssim']:.3f}"
+    for row in result["thumbnail"]:
+        out[f"baseline: {row['side']}x{row['side']} 8-bit RGB thumbnail ({row['bits']} bits)"] = f"{row['psnr']:.2f} / {row['ssim']:.3f}"
+    for fmt in ("webp", "jpeg"):
+        for row in result[fmt][:2]:
+            out[f"baseline: {fmt.upper()} q={row['quality']} ({row['bits']:.0f} bits)"] = f"{row['psnr']:.2f} / {row['ssim']:.3f}"
+    rt = result["latent_roundtrip"]
+    out["DCT latent round trip, no tokens (upper bound)"] = f"{rt['psnr']:.2f} / {rt['ssim']:.3f}"
+    out["codes used on the crops"] = f"{result['codes_used']} / {result['codebook_size']}"
+    return out
 
 
 if __name__ == "__main__":

@@ -155,3 +155,19 @@ def test_smoke_recipe_two_steps(tmp_path):
     tokens = tok.encode(torch.rand(2, 3, 32, 32))
     out = tok.decode(tokens[:, :3], steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 32, 32) and bool(torch.isfinite(out).all())
+
+
+def test_embedded_tiny_64_loads_and_decodes_prefixes():
+    folder = REPO / "models" / "selftok" / "tiny-64"
+    if not (folder / "config.json").is_file():
+        pytest.skip(f"{folder} is not in this checkout")
+    tok = zoo.load("selftok-tiny-64")
+    assert tok.variant == "selftok-tiny-64" and tok.cfg.vae == "dct" and tok.cfg.num_tokens == 16
+    assert (folder / "model.safetensors").stat().st_size < 10 * 2**20
+    meta = json.loads((folder / "metrics.json").read_text())
+    assert meta["command"].startswith("PYTHONPATH=. python benchmarks/eval_selftok_tiny.py") and meta["metrics"]
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    tokens = tok.encode(x)
+    assert torch.equal(tokens.ids, tok.encode(x).ids)  # eval encode is deterministic
+    out = tok.decode(tokens[:, :4], steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 64, 64) and bool(torch.isfinite(out).all())
