@@ -79,3 +79,25 @@ def test_smoke_two_steps_then_stage2_keeps_encoder_quantizer_and_tokens(tmp_path
     a, b = first.eval().encode(clip, sample_rate=16000), tuned.eval().encode(clip, sample_rate=16000)
     assert torch.equal(a.ids, b.ids)
     assert not torch.equal(first.decode(a), tuned.decode(b))
+
+
+def test_embedded_tiny_is_the_catalogue_model_and_its_card_numbers_reproduce():
+    folder = REPO / "models" / "xy_tokenizer" / "tiny-16k"
+    if not (folder / "config.json").is_file():
+        pytest.skip(f"{folder} is not in this checkout")
+    from zoo.media.audio import load_audio
+    from zoo.metrics.audio import mel_distance
+
+    tok = zoo.load("xy-tokenizer-tiny-16k").eval()
+    assert tok.cfg == TINY_16K_CONFIG and tok.variant == "xy-tokenizer-tiny-16k"
+    wav, sr = load_audio(REPO / "samples" / "speech_16k.wav")  # held out: never trained on
+    assert sr == 16000
+    rec = tok.decode(tok.encode(wav[None], sample_rate=sr))
+    ref = wav[None, :, : rec.shape[-1]]
+    measured = float(mel_distance(rec, ref, sr)[0])
+    card = json.loads((folder / "metrics.json").read_text())
+    key = next(k for k in card["metrics"] if k.startswith("xy-tokenizer-tiny-16k") and "speech_16k.wav: mel_distance" in k)
+    assert abs(measured - card["metrics"][key]) < 1e-3, (measured, card["metrics"][key])
+    torch.manual_seed(0)
+    untrained = XYTokenizer(TINY_16K_CONFIG).eval()
+    assert measured < float(mel_distance(untrained.decode(untrained.encode(wav[None], sample_rate=sr)), ref, sr)[0])
