@@ -313,3 +313,14 @@ def test_bfloat16_model_runs_and_returns_fp32_audio():
     y = mb.decode(tokens)
     assert y.dtype == torch.float32 and y.shape == ref.shape and torch.isfinite(y).all()
     assert (y - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+def test_lightning_ckpt_is_read(tmp_path):
+    """Released files are Lightning pickles: {'state_dict': {...}, 'epoch': ..., ...}, read with weights_only."""
+    src = _tiny()
+    torch.save({"state_dict": _official_state_dict(src), "epoch": 3, "global_step": 10}, tmp_path / "w.ckpt")
+    conv = zoo.convert("wavtokenizer", checkpoint=tmp_path / "w.ckpt")
+    x = _audio(t=2400)
+    assert torch.equal(conv.encode(x, sample_rate=SR).ids, src.encode(x, sample_rate=SR).ids)
+    flat = {"state_dict." + k: v for k, v in _official_state_dict(src).items()}
+    assert wt.from_official_config(None, flat, {}).strides == src.cfg.strides
