@@ -229,6 +229,23 @@ class TokenizerOutput:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class FlowOutput:
+    """What a flow/diffusion-decoder tokenizer's `flow_forward(x, *, t, noise)` returns for training.
+
+    The tokenizer encodes `x`, builds its noisy input from `x`, `noise` and timesteps `t` ([B] in
+    (0, 1)) by its own convention, and predicts. `velocity` is the prediction and `target` what it
+    should equal (same shape); the training program samples `t` and `noise` and applies
+    `zoo.train.losses.flow_matching_loss(velocity, target)`. `losses` holds the quantizer's losses.
+    """
+
+    velocity: Tensor
+    target: Tensor
+    tokens: Tokens
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
 # ----------------------------------------------------------------------------------------------
 # configs
 # ----------------------------------------------------------------------------------------------

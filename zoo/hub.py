@@ -179,11 +179,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     model.load_state_dict(state_dict, strict=True)
 
 
-def _materialize(model: nn.Module) -> nn.Module:
-    """Models may be built on the meta device for conversion checks; nothing else to do here."""
-    return model
-
-
 # ----------------------------------------------------------------------------------------------
 # our format
 # ----------------------------------------------------------------------------------------------
@@ -296,15 +291,16 @@ def _download(pre: registry.PretrainedCfg, filename: str, cache_dir: str | None)
 
 def _load_official(spec: registry.FamilySpec, variant: registry.Variant, cache_dir: str | None) -> Tokenizer:
     pre = variant.pretrained
-    converted = Path(cache_dir or default_cache_dir()) / variant.name / (pre.revision or "main")
+    root = Path(cache_dir) / "zoo-converted" if cache_dir else default_cache_dir()
+    converted = root / variant.name / (pre.revision or "main")
     if (converted / CONFIG_NAME).is_file() and (converted / WEIGHTS_NAME).is_file():
         model = load_folder(converted)
         model.variant = variant.name
         return model
-    ckpt = _download(pre, pre.filename, None)
+    ckpt = _download(pre, pre.filename, cache_dir)
     if pre.sha256 and sha256_file(ckpt) != pre.sha256:
         raise ValueError(f"{ckpt} does not have the sha256 recorded for {variant.name} ({pre.sha256}); the file is corrupt or changed upstream.")
-    cfg_file = _download(pre, pre.config_filename, None) if pre.config_filename else None
+    cfg_file = _download(pre, pre.config_filename, cache_dir) if pre.config_filename else None
     model = convert(spec.name, ckpt, cfg_file)
     model.variant = variant.name
     _save_dir_atomically(model, converted, source=f"converted from {pre.hub_id}/{pre.filename}")
@@ -344,6 +340,8 @@ def _load_zoo_repo(repo_id: str, revision: str | None, cache_dir: str | None) ->
 def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None) -> Tokenizer:
     """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer.
 
+    `cache_dir`: the hub cache to use (default: huggingface_hub's). Official checkpoints are
+    converted once and kept in our format (under `<cache_dir>/zoo-converted`, default HF_HOME/zoo).
     The result is in eval mode, fp32, on CPU; call `.to(device)` yourself.
     """
     if isinstance(source, os.PathLike) or (isinstance(source, str) and Path(source).is_dir()):

@@ -2,8 +2,8 @@
 
 Paper: Mentzer et al., "Finite Scalar Quantization: VQ-VAE Made Simple", arXiv:2309.15505.
 Reference implementations read (not copied): google-research/google-research `fsq` (Apache-2.0),
-lucidrains/vector-quantize-pytorch `finite_scalar_quantization.py` (MIT), apple-ml FlexTok
-`flextok/regularizers/quantize_fsq.py` (Apache-2.0; same bounding and id layout).
+lucidrains/vector-quantize-pytorch `finite_scalar_quantization.py` (MIT), apple/ml-flextok
+`flextok/regularizers/quantize_fsq.py` (Apple sample-code license; same bounding and id layout).
 
 Why ours and not `vector_quantize_pytorch.FSQ`: it returns int32 ids and keeps extra options
 (num_codebooks, symmetry, noise dropout) whose defaults we would have to pin; this file is the

@@ -20,8 +20,10 @@ Worked example, b = 4, G = 2: channels (0.3, -1.2, 0.0, 2.0 | -0.1, 0.5, 0.7, -3
 Training losses (computed only in training mode, per group over that group's 2^b codes, never over the
 joint 2^(G*b) vocabulary; memory grows with N * G * 2^b):
   logits = 2 <x_g, c> / temperature for every code c in {-1, +1}^b  (x_g: [N, b] the group's channels),
-  p = softmax(logits); sample entropy = mean_n H(p_n); batch entropy = H(mean_n p_n);
-  "entropy" = entropy_weight * mean_g(sample_entropy_weight * sample - batch_entropy_weight * batch),
+  p = softmax(logits) [N, G, 2^b]; sample entropy = mean_{n,g} H(p_ng);
+  batch entropy ("pooled", Open-MAGVIT2 / WeTok's official numerics: the groups share one codebook, so
+  their probabilities are pooled) = H(mean_{n,g} p_ng); ("per_group") = mean_g H(mean_n p_ng);
+  "entropy" = entropy_weight * (sample_entropy_weight * sample - batch_entropy_weight * batch),
   "commitment" = commitment_weight * mean((x - sg(q))^2).
 """
 
@@ -51,6 +53,7 @@ class LFQ(Quantizer):
       commitment_weight: weight of the commitment loss.
       sample_entropy_weight / batch_entropy_weight: the two terms of the entropy penalty.
       temperature: softmax temperature of the entropy penalty (Open-MAGVIT2 / WeTok: 0.01).
+      batch_entropy: "pooled" (official WeTok / Open-MAGVIT2) or "per_group" (see the module docstring).
       codebook_scale: magnitude of the quantized values (+-scale).
       eps: inside the batch-entropy log, as Open-MAGVIT2.
     The straight-through estimator is used whenever the input requires grad.
@@ -67,10 +70,14 @@ class LFQ(Quantizer):
         sample_entropy_weight: float = 1.0,
         batch_entropy_weight: float = 1.0,
         temperature: float = 0.01,
+        batch_entropy: str = "pooled",
         codebook_scale: float = 1.0,
         eps: float = 1e-5,
     ):
         super().__init__()
+        if batch_entropy not in ("pooled", "per_group"):
+            raise ValueError(f"LFQ batch_entropy must be 'pooled' or 'per_group'; got {batch_entropy!r}.")
+        self.batch_entropy = batch_entropy
         if not 1 <= bits_per_group <= 30 or num_groups < 1:
             raise ValueError(
                 f"LFQ needs 1 <= bits_per_group <= 30 and num_groups >= 1; got {bits_per_group}, {num_groups}."
@@ -120,7 +127,8 @@ class LFQ(Quantizer):
         return self.project_out(codes)
 
     def entropy_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x [N, G * b] -> (sample entropy [G], batch entropy [G]), each group over its own 2^b codes."""
+        """x [N, G * b] -> (sample entropy [G], batch entropy [G] ("per_group") or [1] ("pooled")),
+        with logits over each group's 2^b codes only."""
         n = x.shape[0]
         xg = x.float().unflatten(-1, (self.num_groups, self.bits_per_group))  # [N, G, b]
         codebook = self.group_codebook()  # [K, b]
@@ -133,7 +141,9 @@ class LFQ(Quantizer):
             sample = sample - (probs * logits.log_softmax(-1)).sum(-1).sum(0)
             prob_sum = prob_sum + probs.sum(0)
         avg = prob_sum / max(n, 1)  # [G, K]
-        batch = -(avg * torch.log(avg + self.eps)).sum(-1)
+        if self.batch_entropy == "pooled":
+            avg = avg.mean(0, keepdim=True)  # [1, K]: one distribution over the shared group codebook
+        batch = -(avg * torch.log(avg + self.eps)).sum(-1)  # [G] or [1]
         return sample / max(n, 1), batch
 
     def forward(self, z: Tensor) -> QuantizerOutput:
@@ -150,8 +160,8 @@ class LFQ(Quantizer):
                 losses["commitment"] = self.commitment_weight * F.mse_loss(x, q.detach())
             if self.entropy_weight > 0:
                 sample, batch = self.entropy_terms(x.reshape(-1, self.codebook_dim))
-                penalty = self.sample_entropy_weight * sample - self.batch_entropy_weight * batch  # [G]
-                losses["entropy"] = self.entropy_weight * penalty.mean()
+                penalty = self.sample_entropy_weight * sample.mean() - self.batch_entropy_weight * batch.mean()
+                losses["entropy"] = self.entropy_weight * penalty
                 metrics["sample_entropy"], metrics["batch_entropy"] = sample.mean().detach(), batch.mean().detach()
         with torch.no_grad():
             per_group = [usage_metrics(ids[..., g], self.codebook_size) for g in range(self.num_groups)]

@@ -91,7 +91,8 @@ def kmeans(x: Tensor, num_clusters: int, iters: int = 10, cosine: bool = False) 
     for _ in range(iters):
         ids = nearest_codes(x, means)  # [N]
         counts = torch.bincount(ids, minlength=num_clusters).to(x.dtype)  # [K]
-        sums = torch.zeros_like(means).index_add_(0, ids, x)  # [K, D]
+        # index_put_(accumulate) rather than index_add_: the latter is ~1000x slower on a busy multi-thread CPU
+        sums = torch.zeros_like(means).index_put_((ids,), x, accumulate=True)  # [K, D]
         new = sums / counts.clamp(min=1)[:, None]
         if cosine:
             new = F.normalize(new, dim=-1)
@@ -103,10 +104,11 @@ def kmeans(x: Tensor, num_clusters: int, iters: int = 10, cosine: bool = False) 
 def usage_metrics(ids: Tensor, codebook_size: int) -> dict[str, Tensor]:
     """perplexity (exp of the entropy of the batch code histogram; codebook_size = uniform use) and
     usage (fraction of codes hit at least once in the batch) for ids of any shape."""
-    counts = torch.bincount(ids.reshape(-1), minlength=codebook_size).float()  # [K]
+    # counts of the codes present only (not a [K] histogram): cheap for 64k-entry codebooks
+    counts = ids.reshape(-1).unique(return_counts=True)[1].float()  # [num used]
     p = counts / counts.sum().clamp(min=1)
-    entropy = -(p * torch.log(p.clamp(min=1e-12))).sum()
-    return {"perplexity": entropy.exp(), "usage": (counts > 0).float().mean()}
+    entropy = -(p * torch.log(p)).sum()
+    return {"perplexity": entropy.exp(), "usage": torch.tensor(counts.numel() / codebook_size, device=ids.device)}
 
 
 class VectorQuantizer(Quantizer):
@@ -118,6 +120,8 @@ class VectorQuantizer(Quantizer):
       dim: input channels.
       codebook_size: K.
       codebook_dim: Dc, the lookup space; project_in/project_out are nn.Linear when Dc != dim.
+      output_dim: width of `quantized` (default dim); project_out is nn.Linear(Dc, output_dim) when
+        they differ (Selftok: 512-wide features, 16-wide codes handed on as they are).
       cosine: l2-normalise the projected input and the codebook rows before the lookup (the
         quantized code is then a unit vector, e.g. TiTok / One-D-Piece, Selftok).
       ema_decay: None -> learned codebook (parameter, trained by the codebook loss);
@@ -145,6 +149,7 @@ class VectorQuantizer(Quantizer):
         codebook_size: int,
         codebook_dim: int | None = None,
         *,
+        output_dim: int | None = None,
         cosine: bool = False,
         ema_decay: float | None = None,
         kmeans_init: bool = False,
@@ -167,7 +172,9 @@ class VectorQuantizer(Quantizer):
         self.commitment_weight, self.codebook_weight, self.eps = commitment_weight, codebook_weight, eps
 
         self.project_in = nn.Linear(dim, codebook_dim) if codebook_dim != dim else nn.Identity()
-        self.project_out = nn.Linear(codebook_dim, dim) if codebook_dim != dim else nn.Identity()
+        output_dim = dim if output_dim is None else output_dim
+        self.output_dim = output_dim
+        self.project_out = nn.Linear(codebook_dim, output_dim) if codebook_dim != output_dim else nn.Identity()
 
         codebook = torch.randn(codebook_size, codebook_dim)
         if cosine:
@@ -261,11 +268,12 @@ class VectorQuantizer(Quantizer):
     @torch.no_grad()
     def _update_(self, flat: Tensor, ids: Tensor) -> None:
         decay = self.ema_decay if self.uses_ema else 0.99
+        flat = flat.to(self.codebook.dtype)
         counts = torch.bincount(ids, minlength=self.codebook_size).to(flat.dtype)  # [K]
         _all_reduce_(counts)
         self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
         if self.uses_ema:
-            sums = torch.zeros_like(self.embed_sum).index_add_(0, ids, flat)  # [K, Dc]
+            sums = torch.zeros_like(self.embed_sum).index_put_((ids,), flat, accumulate=True)  # [K, Dc]
             _all_reduce_(sums)
             self.embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
             n = self.cluster_size.sum()
@@ -277,8 +285,8 @@ class VectorQuantizer(Quantizer):
 
     @torch.no_grad()
     def _restart_dead_codes_(self, flat: Tensor) -> None:
+        # cluster_size is summed over ranks, so `dead` agrees on every rank; rank 0's samples are used.
         dead = self.cluster_size < self.dead_code_threshold  # [K]
-        _broadcast_(dead)
         num_dead = int(dead.sum())
         if num_dead == 0 or flat.shape[0] == 0:
             return

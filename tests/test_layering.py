@@ -1,0 +1,77 @@
+"""Which way things depend (DESIGN.md): zoo never imports zoo.train, training/, recipes/ or models/;
+zoo.blocks imports nothing above it; `import zoo` is light and fast."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO = REPO / "zoo"
+HEAVY = ("matplotlib", "torchmetrics", "tensorboard", "pesq", "pystoi", "skimage", "scipy", "diffusers", "transformers", "timm", "trimesh")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, node
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module, node
+
+
+def test_zoo_never_imports_training_code():
+    bad = []
+    for f in ZOO.rglob("*.py"):
+        if "train" in f.relative_to(ZOO).parts[:1]:
+            continue
+        for mod, _ in _imports(f):
+            if mod.startswith(("zoo.train", "training", "recipes", "models", "tests")):
+                bad.append(f"{f.relative_to(REPO)} imports {mod}")
+    assert not bad, bad
+
+
+def test_blocks_import_nothing_above_them():
+    bad = []
+    for f in (ZOO / "blocks").rglob("*.py"):
+        for mod, _ in _imports(f):
+            if mod.startswith("zoo") and not mod.startswith("zoo.blocks"):
+                bad.append(f"{f.relative_to(REPO)} imports {mod}")
+    for f in (ZOO / "quantizers").rglob("*.py"):
+        for mod, _ in _imports(f):
+            if mod.startswith("zoo") and not mod.startswith(("zoo.blocks", "zoo.quantizers", "zoo.api")):
+                bad.append(f"{f.relative_to(REPO)} imports {mod}")
+    assert not bad, bad
+
+
+def test_heavy_dependencies_are_imported_inside_functions():
+    """Module-level imports of metric, plotting, training or model-hub libraries make `import zoo` heavy."""
+    bad = []
+    for f in ZOO.rglob("*.py"):
+        if "train" in f.relative_to(ZOO).parts[:1]:
+            continue
+        tree = ast.parse(f.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad += [f"{f.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert not bad, bad
+
+
+def test_import_zoo_is_fast_and_light():
+    code = (
+        "import time, sys; t = time.perf_counter(); import zoo; dt = time.perf_counter() - t;"
+        "zoo.load; zoo.list_models('*');"
+        "print(dt); print(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    dt, modules = out.stdout.splitlines()
+    assert float(dt) < 2.0, f"import zoo took {dt} s"
+    loaded = set(modules.split())
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zoo.train")], sorted(
+        m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zoo.train"))

@@ -1,0 +1,242 @@
+"""Train a tokenizer as an autoencoder: reconstruction losses first, then an adversarial stage.
+
+The stage schedule is a recipe setting (`loss.stages`: from which step which loss weights apply),
+not a code fork. Losses: L1 / L2, multi-resolution STFT, mel, perceptual (images), the quantizer's
+own losses (commitment, codebook, entropy: TokenizerOutput.losses), adversarial (hinge or least
+squares) and feature matching against PatchGAN (images) or MPD + MRD (audio, as WavTokenizer).
+
+    python training/train_autoencoder.py RECIPE.yaml [section.key=value ...]
+    torchrun --nproc-per-node 8 training/train_autoencoder.py RECIPE.yaml
+
+Each step: the generator's micro-batches (forward, loss, backward; the discriminator's own gradients
+from this pass are discarded), one generator update; then, in adversarial stages, the
+discriminator's micro-batches on real and detached generated batches, one discriminator update; EMA.
+"""
+
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from zoo.train import checkpoint as ckpt
+from zoo.train import distributed as zd
+from zoo.train import losses as L
+from zoo.train.data import DataConfig, build_dataset, build_loader
+from zoo.train.discriminators import build_discriminator
+from zoo.train.ema import EMA
+from zoo.train.monitor import Monitor
+from zoo.train.optim import OptimConfig, build_optimizer, build_scheduler
+from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe, set_train_mode, to_dict
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    l1: float = 0.0
+    l2: float = 0.0
+    stft: float = 0.0  # multi-resolution STFT (audio)
+    mel: float = 0.0  # multi-scale mel L1 (audio)
+    perceptual: float = 0.0  # LPIPS-style (images)
+    quantizer: float = 1.0  # times the sum of the quantizer's losses
+    adversarial: float = 0.0
+    feature_matching: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str = "reconstruction"
+    from_step: int = 0  # the stage with the largest from_step <= step applies
+    weights: LossWeights = field(default_factory=lambda: LossWeights(l1=1.0))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    stages: tuple[Stage, ...] = (Stage(),)
+    adversarial: str = "hinge"  # hinge | lsgan
+    stft_fft_sizes: tuple[int, ...] = (512, 1024, 2048)
+    mel_n_ffts: tuple[int, ...] = (1024,)
+    mel_n_mels: int = 100
+    perceptual_backbone: str = "tiny_conv"  # tiny_conv (built here) | vgg16 (weights from perceptual_weights)
+    perceptual_weights: str | None = None  # local state-dict file of the backbone
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    kind: str = "patchgan"  # patchgan | mpd | mrd | mpd+mrd
+    width: int = 64  # PatchGAN
+    num_layers: int = 3
+    norm: str = "batch"
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)  # MPD
+    mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+    resolutions: tuple[tuple[int, int, int], ...] = ((1024, 256, 1024), (2048, 512, 2048), (512, 128, 512))  # MRD
+    mrd_channels: int = 32
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    program: str = "train_autoencoder"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+def stage_at(stages: tuple[Stage, ...], step: int) -> Stage:
+    started = [s for s in stages if s.from_step <= step]
+    if not started:
+        raise ValueError(f"No loss stage starts at step {step}; the first stage must have from_step: 0.")
+    return max(started, key=lambda s: s.from_step)
+
+
+def main(cfg: ProgramConfig, env=os.environ) -> Path:
+    info = zd.setup(env, cfg.train.device)
+    log = zd.get_logger("train_autoencoder", info)
+    run_dir = Path(cfg.train.run_dir)
+    precision = zd.resolve_precision(cfg.train.precision, info.device)
+    stages = cfg.loss.stages
+
+    zd.seed_all(cfg.train.seed)  # the same initial weights on every rank
+    model = build_tokenizer(cfg.model)
+    adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
+    d = cfg.discriminator
+    disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,
+                               mpd_channels=d.mpd_channels, resolutions=d.resolutions,
+                               mrd_channels=d.mrd_channels) if adversarial else None
+    w_all = [s.weights for s in stages]
+    mel = L.MelLoss(cfg.data.sample_rate, cfg.loss.mel_n_ffts, n_mels=cfg.loss.mel_n_mels).to(info.device) if any(w.mel for w in w_all) else None
+    stft = L.MultiResolutionSTFTLoss(cfg.loss.stft_fft_sizes).to(info.device) if any(w.stft for w in w_all) else None
+    perceptual = (L.build_perceptual(cfg.loss.perceptual_backbone, cfg.loss.perceptual_weights).to(info.device)
+                  if any(w.perceptual for w in w_all) else None)
+    log.info("model %s: %.2f M parameters (%s trainable); %d process(es) on %s, %s",
+             type(model).__name__, model.num_parameters() / 1e6,
+             f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M", info.world_size,
+             info.device, precision)
+
+    model = zd.wrap(model, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
+    inner = zd.unwrap(model)
+    opt_g = build_optimizer(model.parameters(), cfg.optim)
+    sched_g = build_scheduler(opt_g, cfg.optim, cfg.train.steps)
+    scaler_g = zd.grad_scaler(precision, info.device)
+    models, optimizers, schedulers, scalers = {"model": model}, {"model": (model, opt_g)}, {"model": sched_g}, {"model": scaler_g}
+    if disc is not None:
+        disc = zd.wrap(disc, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
+        disc_inner = zd.unwrap(disc)
+        opt_d = build_optimizer(disc.parameters(), d.optim)
+        sched_d = build_scheduler(opt_d, d.optim, cfg.train.steps)
+        scaler_d = zd.grad_scaler(precision, info.device)
+        models["discriminator"], optimizers["discriminator"] = disc, (disc, opt_d)
+        schedulers["discriminator"], scalers["discriminator"] = sched_d, scaler_d
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+
+    start, batches = 0, 0
+    resume = ckpt.resolve_resume(cfg.train.resume, run_dir)
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume, info, models=models, optimizers=optimizers, schedulers=schedulers,
+                                     ema=ema, scalers=scalers)
+        start, batches = state["step"], state["data"]["batches"]
+        log.info("resumed from %s at step %d", resume, start)
+    else:
+        zd.seed_all(cfg.train.seed + 1 + info.rank)  # from here on, each rank draws its own randomness
+    dataset = build_dataset(cfg.data)
+    loader = build_loader(dataset, cfg.data, rank=info.rank, world_size=info.world_size, seed=cfg.train.seed,
+                          start_batch=batches)
+    monitor = Monitor(run_dir, enabled=info.is_main, total_steps=cfg.train.steps, start_step=start,
+                      tensorboard=cfg.train.tensorboard, progress=cfg.train.progress, logger=log)
+    accum, sums, n_logged = cfg.train.grad_accum, {}, 0
+
+    for step in range(start, cfg.train.steps):
+        w = stage_at(stages, step).weights
+        use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
+        set_train_mode(inner, cfg.model.freeze)
+        micro = [next(loader).to(info.device, non_blocking=True) for _ in range(accum)]
+        batches += accum
+
+        # generator
+        opt_g.zero_grad(set_to_none=True)
+        fakes, terms = [], {}
+        for i, x in enumerate(micro):
+            with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
+                out = model(x)
+                t = {}
+                if w.l1:
+                    t["l1"] = w.l1 * L.l1_loss(out.recon, x)
+                if w.l2:
+                    t["l2"] = w.l2 * L.l2_loss(out.recon, x)
+                if w.stft:
+                    t["stft"] = w.stft * stft(out.recon, x)
+                if w.mel:
+                    t["mel"] = w.mel * mel(out.recon, x)
+                if w.perceptual:
+                    t["perceptual"] = w.perceptual * perceptual(out.recon, x)
+                if out.losses and w.quantizer:
+                    t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
+                if use_d:
+                    logits, feats = disc_inner(out.recon)
+                    if w.adversarial:
+                        t["adversarial"] = w.adversarial * L.generator_loss(logits, cfg.loss.adversarial)
+                    if w.feature_matching:
+                        with torch.no_grad():
+                            _, real_feats = disc_inner(x)
+                        t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
+                loss = sum(t.values())
+            scaler_g.scale(loss / accum).backward()
+            fakes.append(out.recon.detach())
+            for k, v in t.items():
+                terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
+            terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
+        scaler_g.unscale_(opt_g)
+        terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))
+        scaler_g.step(opt_g)
+        scaler_g.update()
+        sched_g.step()
+
+        # discriminator
+        if use_d:
+            opt_d.zero_grad(set_to_none=True)  # drops what the generator's pass left in it
+            for i, (x, fake) in enumerate(zip(micro, fakes)):
+                with zd.gradient_sync(disc, i == accum - 1), zd.autocast(precision, info.device):
+                    logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
+                    n = x.shape[0]
+                    d_loss = L.discriminator_loss([l[:n] for l in logits], [l[n:] for l in logits], cfg.loss.adversarial)
+                scaler_d.scale(d_loss / accum).backward()
+                terms["disc_loss"] = terms.get("disc_loss", 0.0) + float(d_loss.detach()) / accum
+            scaler_d.unscale_(opt_d)
+            zd.clip_grad_norm(disc, cfg.train.clip_grad_norm)
+            scaler_d.step(opt_d)
+            scaler_d.update()
+            sched_d.step()
+        if ema is not None:
+            ema.update(model)
+
+        done = step + 1
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n_logged += 1
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            means = zd.all_reduce_mean({k: v / n_logged for k, v in sums.items()}, info)
+            means["lr"] = sched_g.get_last_lr()[0]
+            monitor.log(done, means, samples=n_logged * accum * cfg.data.batch_size * info.world_size)
+            sums, n_logged = {}, 0
+        if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
+            ckpt.save_checkpoint(run_dir, done, info, models=models, optimizers=optimizers, schedulers=schedulers,
+                                 ema=ema, scalers=scalers, data_state={"batches": batches},
+                                 extra={"recipe": to_dict(cfg)}, keep=cfg.train.keep_checkpoints)
+
+    monitor.close()
+    final = run_dir / "final"
+    ckpt.export_pretrained(model, info, final, ema=ema,
+                           training=f"train_autoencoder.py, {cfg.train.steps} steps, {info.world_size} process(es).")
+    log.info("saved %s", final)
+    zd.cleanup(info)
+    return final
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: train_autoencoder.py RECIPE.yaml [section.key=value ...]")
+    main(read_recipe(ProgramConfig, sys.argv[1], sys.argv[2:], program="train_autoencoder"))

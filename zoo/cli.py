@@ -1,0 +1,436 @@
+"""The `zoo` command: list, inspect, encode, decode, reconstruct, convert, publish.
+
+    zoo list [PATTERN]
+    zoo info NAME
+    zoo encode NAME INPUT... --out DIR
+    zoo decode NAME TOKENS... --out DIR
+    zoo reconstruct NAME INPUT... --out DIR [--metrics]
+    zoo convert FAMILY --checkpoint FILE [--config FILE] --out DIR
+    zoo cards [--check]
+    zoo push DIR REPO_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EPILOG = "Model names: `zoo list`. A NAME may also be a folder in zoo format or a hub repo id."
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _parse_options(pairs: list[str] | None) -> dict:
+    opts = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"zoo: --option takes KEY=VALUE; got {pair!r}.")
+        k, v = pair.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    return opts
+
+
+def _load(name: str):
+    import zoo
+
+    try:
+        return zoo.load(name)
+    except (KeyError, FileNotFoundError, ValueError, TypeError) as e:
+        raise SystemExit(f"zoo: {e.args[0] if e.args else e}")
+
+
+def _write_media(tok, recon, out_base: Path, tokens=None) -> Path:
+    from zoo import media
+
+    sr = (tokens.meta.get("sample_rate") if tokens is not None else None) or getattr(tok, "sample_rate", None)
+    return media.save_media(out_base, recon, tok.modality, sample_rate=sr)
+
+
+def _run_over_files(args, work) -> int:
+    """Read each input, batch same-shape items, run `work(tok, x, kwargs, keys, out_bases)`;
+    report unreadable files unless --strict."""
+    import torch
+    from tqdm import tqdm
+
+    from zoo import pipelines
+    from zoo.media import SUFFIXES
+
+    tok = _load(args.name)
+    try:
+        items = pipelines.discover(args.inputs, SUFFIXES[tok.modality])
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    if not items:
+        raise SystemExit(f"zoo: no {tok.modality} files ({', '.join(SUFFIXES[tok.modality])}) in {' '.join(args.inputs)}")
+    out = Path(args.out)
+    failures = []
+    stream = pipelines.iter_media(items, tok.modality, num_workers=args.num_workers, mono=args.mono,
+                                  size=getattr(tok, "input_size", None))
+    bar = tqdm(total=len(items), unit="item", disable=args.quiet)
+    with torch.inference_mode():
+        for batch in pipelines.batched(stream, args.batch_size):
+            keys = [items[b[0]].key for b in batch]
+            if batch[0][3] is not None:
+                failures.append(batch[0][3])
+            else:
+                try:
+                    work(tok, torch.cat([b[1] for b in batch]), batch[0][2], keys, [out / Path(k).with_suffix("") for k in keys])
+                except ValueError as e:
+                    failures += [f"{k}: {e}" for k in keys]
+            if failures and args.strict:
+                raise SystemExit(f"zoo: {failures[0]}")
+            bar.update(len(batch))
+    bar.close()
+    return _report(failures, len(items))
+
+
+def _report(failures, total) -> int:
+    if failures:
+        print(f"zoo: {len(failures)} of {total} item(s) failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dist_env() -> tuple[int, int]:
+    """Rank and world size from torchrun's environment (1 process when run plainly)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _encode_kwargs(args) -> dict:
+    kw = _parse_options(getattr(args, "option", None))
+    if getattr(args, "num_tokens", None) is not None:
+        kw["num_tokens"] = args.num_tokens
+    return kw
+
+
+def _decode_kwargs(args) -> dict:
+    kw = _parse_options(getattr(args, "decode_option", None))
+    if getattr(args, "steps", None) is not None:
+        kw["steps"] = args.steps
+    if getattr(args, "seed", None) is not None:
+        import torch
+
+        kw["generator"] = torch.Generator().manual_seed(args.seed)
+    return kw
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from zoo import registry
+
+    rows = []
+    for name in registry.list_models(args.pattern):
+        spec, v = registry.lookup(name)
+        if v.pretrained is not None:
+            weights = "official" if v.official else "hub"
+        else:
+            weights = "embedded" if v.embedded else "none"
+        if v.embedded and v.pretrained is not None:
+            weights += "+embedded"
+        rows.append((name, spec.name, spec.tokenizer.modality, weights))
+    if not rows:
+        print(f"no model matches {args.pattern!r}" if args.pattern else "no models in the catalogue yet")
+        return 1 if args.pattern else 0
+    w = max(len(r[0]) for r in rows)
+    print(f"{'name':<{w}}  {'family':<13} {'modality':<8} weights")
+    for r in rows:
+        print(f"{r[0]:<{w}}  {r[1]:<13} {r[2]:<8} {r[3]}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import torch
+
+    from zoo import api, registry
+
+    try:
+        spec, v = registry.lookup(args.name)
+    except KeyError as e:
+        raise SystemExit(f"zoo: {e.args[0]}")
+    with torch.device("meta"):
+        model = spec.tokenizer(v.config)
+    info = {
+        "name": v.name,
+        "family": spec.name,
+        "modality": spec.tokenizer.modality,
+        "description": v.description,
+        "parameters": model.num_parameters(),
+        "codebook_size": model.codebook_size,
+        "num_codebooks": model.num_codebooks,
+        "token_rate": model.token_rate,
+        "source": v.pretrained.hub_id if v.pretrained else (f"models/{v.embedded}" if v.embedded else None),
+        "file": v.pretrained.filename if v.pretrained else None,
+        "revision": v.pretrained.revision if v.pretrained else None,
+        "license": v.pretrained.license if v.pretrained else None,
+        "paper": spec.paper,
+        "official": v.official,
+        "config": api.config_to_dict(v.config),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_encode(args) -> int:
+    kw_extra = _encode_kwargs(args)
+    if args.per_file:
+
+        def work(tok, x, kw, keys, outs):
+            tokens = tok.encode(x, **kw, **kw_extra)
+            for i, (key, o) in enumerate(zip(keys, outs)):
+                t = tokens[i]
+                t.meta["source"] = key
+                t.save(o.with_suffix(".tokens"))
+
+        return _run_over_files(args, work)
+
+    from zoo import pipelines
+
+    tok = _load(args.name)
+    rank, world = _dist_env()
+    try:
+        s = pipelines.encode_dataset(
+            tok, args.inputs, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
+            num_workers=args.num_workers, rank=rank, world_size=world, strict=args.strict, mono=args.mono,
+            encode_kwargs=kw_extra, progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    print(f"rank {rank}/{world}: {s.items_encoded} item(s) encoded into {s.shards_written} shard(s), "
+          f"{s.shards_skipped} finished shard(s) skipped, {len(s.failures)} failure(s)")
+    return _report(s.failures, s.items_encoded + len(s.failures))
+
+
+def cmd_reconstruct(args) -> int:
+    enc_kw, dec_kw = _encode_kwargs(args), _decode_kwargs(args)
+    results = []
+
+    def work(tok, x, kw, paths, outs):
+        import torch
+
+        from zoo import metrics
+        from zoo.api import prepare_audio
+
+        tokens = tok.encode(x, **kw, **enc_kw)
+        recon = tok.decode(tokens, **dec_kw)
+        for i, (p, o) in enumerate(zip(paths, outs)):
+            written = _write_media(tok, recon[i], o, tokens[i])
+            row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].ids.numel())}
+            if args.metrics:
+                if tok.modality == "image":
+                    row["psnr_db"] = round(float(metrics.psnr(recon[i : i + 1].clamp(0, 1), x[i : i + 1])), 3)
+                elif tok.modality == "audio":
+                    ref = prepare_audio(x[i : i + 1], name="zoo", sample_rate=kw["sample_rate"], model_rate=tok.sample_rate,
+                                        channels=x.shape[1])
+                    est = recon[i : i + 1][..., : ref.shape[-1]]
+                    ref = ref[..., : est.shape[-1]].mean(1, keepdim=True)
+                    row["si_sdr_db"] = round(float(metrics.si_sdr(est, ref)), 3)
+                    row["mel_distance"] = round(float(metrics.mel_distance(est, ref, tok.sample_rate)), 4)
+            results.append(row)
+            print(json.dumps(row))
+
+    rc = _run_over_files(args, work)
+    if args.metrics and results:
+        from zoo.api import atomic_write_text
+
+        atomic_write_text(Path(args.out) / "metrics.json", json.dumps(results, indent=2) + "\n")
+    return rc
+
+
+def cmd_decode(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from zoo import pipelines
+
+    tok = _load(args.name)
+    out = Path(args.out)
+    dec_kw = _decode_kwargs(args)
+    failures, n = [], 0
+    with torch.inference_mode():
+        try:
+            records = list(pipelines.iter_tokens(args.inputs))
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"zoo: {e}")
+        for key, tokens in tqdm(records, unit="item", disable=args.quiet):
+            try:
+                recon = tok.decode(tokens, **dec_kw)
+                _write_media(tok, recon[0], out / Path(key).with_suffix(""), tokens)
+                n += 1
+            except ValueError as e:
+                if args.strict:
+                    raise SystemExit(f"zoo: {key}: {e}")
+                failures.append(f"{key}: {e}")
+    return _report(failures, len(records))
+
+
+def cmd_convert(args) -> int:
+    import zoo
+
+    try:
+        model = zoo.convert(args.family, checkpoint=args.checkpoint, config=args.config)
+    except (KeyError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e.args[0] if e.args else e}")
+    model.variant = args.variant
+    model.save_pretrained(args.out, source=f"converted from {Path(args.checkpoint).name}")
+    print(f"wrote {args.out} ({model.num_parameters() / 1e6:.2f} M parameters)")
+    return 0
+
+
+def cmd_cards(args) -> int:
+    from zoo import cards
+
+    text = cards.render_model_cards()
+    path = Path(args.path)
+    if args.check:
+        if not path.is_file() or path.read_text() != text:
+            print(f"{path} is out of date; run `zoo cards`.", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    from zoo.api import atomic_write_text
+
+    atomic_write_text(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from zoo.pipelines.evaluate import evaluate
+
+    if len(args.args) < 2:
+        raise SystemExit("zoo eval takes one or more model names, then the data: zoo eval NAME [NAME ...] DATA --report DIR")
+    names, data = args.args[:-1], args.args[-1]
+    toks = {n: _load(n) for n in names}
+    try:
+        result = evaluate(toks, [data], args.report, max_items=args.max_items, samples=args.samples,
+                          rfid=not args.no_rfid, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    for name, entry in result["tokenizers"].items():
+        print(name, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in entry["mean"].items()}))
+    for u in result["unavailable"]:
+        print(f"not measured: {u}", file=sys.stderr)
+    print(f"wrote {Path(args.report) / 'report.html'}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from zoo import hub
+
+    try:
+        info = hub.push_folder(args.dir, args.repo_id, private=args.private)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"zoo: {e}")
+    print(info)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoo", description="The tokenizer model zoo: images, audio and 3D as discrete tokens.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="list catalogue names", description="List catalogue names (glob patterns allowed, e.g. 'wavtokenizer*').")
+    s.add_argument("pattern", nargs="?", help="glob pattern over names")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("info", help="show a model's config, size, token rate, source and license",
+                       description="Show a catalogue entry: config, parameters, token rate, source and license (no weights are loaded).")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_info)
+
+    def media_args(s, what):
+        s.add_argument("name", help="catalogue name, zoo folder or hub repo id")
+        s.add_argument("inputs", nargs="+", metavar="INPUT", help=f"{what} files or folders (searched recursively)")
+        s.add_argument("--out", required=True, help="output folder (mirrors the input layout)")
+        s.add_argument("--batch-size", type=int, default=8, help="items per forward pass (same-shape items are batched)")
+        s.add_argument("--num-workers", type=int, default=0, help="processes that read and decode files")
+        s.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of reporting it")
+        s.add_argument("--mono", action="store_true", help="audio: mix multi-channel input down to mono")
+        s.add_argument("--num-tokens", type=int, help="variable-length families: tokens per item")
+        s.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="extra encode() argument (JSON value)")
+        s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    def decode_args(s):
+        s.add_argument("--steps", type=int, help="sampling steps for generative decoders")
+        s.add_argument("--seed", type=int, help="seed for stochastic decoders")
+        s.add_argument("--decode-option", action="append", metavar="KEY=VALUE", help="extra decode() argument (JSON value)")
+
+    s = sub.add_parser("encode", help="media -> token shards (or .tokens files)",
+                       description="Encode media files, folders or .tar shards into token shards (resumable; under torchrun "
+                                   "each rank takes every WORLD_SIZE-th shard). --per-file writes one .tokens file per input.")
+    media_args(s, "media")
+    s.add_argument("--shard-size", type=int, default=1000, help="items per token shard")
+    s.add_argument("--per-file", action="store_true", help="write one .tokens file per input instead of shards")
+    s.set_defaults(fn=cmd_encode)
+
+    s = sub.add_parser("reconstruct", help="media -> tokens -> media", description="Encode and decode media; write the reconstructions (and metrics with --metrics).")
+    media_args(s, "media")
+    decode_args(s)
+    s.add_argument("--metrics", action="store_true", help="print and save metrics.json (PSNR for images; SI-SDR and mel distance for audio)")
+    s.set_defaults(fn=cmd_reconstruct)
+
+    s = sub.add_parser("decode", help="token shards / .tokens files -> media",
+                       description="Decode token shards or .tokens files (from `zoo encode`) back to media files named by their keys.")
+    s.add_argument("name")
+    s.add_argument("inputs", nargs="+", metavar="TOKENS")
+    s.add_argument("--out", required=True)
+    s.add_argument("--strict", action="store_true")
+    s.add_argument("--quiet", "-q", action="store_true")
+    decode_args(s)
+    s.set_defaults(fn=cmd_decode)
+
+    s = sub.add_parser("convert", help="official checkpoint -> zoo folder",
+                       description="Convert an official checkpoint (and its official config) into a zoo folder (config.json, model.safetensors, README.md).")
+    s.add_argument("family", help="family module name, e.g. wavtokenizer")
+    s.add_argument("--checkpoint", required=True, help=".ckpt/.bin/.pth/.pt or .safetensors")
+    s.add_argument("--config", help="the official config file (YAML/JSON), where the checkpoint does not carry it")
+    s.add_argument("--variant", help="catalogue name to record in config.json")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("cards", help="regenerate MODEL_CARDS.md", description="Regenerate MODEL_CARDS.md from the registry and the measured metrics of the embedded models.")
+    s.add_argument("--path", default="MODEL_CARDS.md")
+    s.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    s.set_defaults(fn=cmd_cards)
+
+    s = sub.add_parser("eval", help="measure tokenizers on a dataset; write metrics.json and report.html",
+                       description="Run one or more tokenizers over a dataset (files, folders, .tar shards) and write "
+                                   "metrics.json, report.html with samples, and rate-distortion plots; images are compared "
+                                   "with JPEG and WebP at the same bytes.")
+    s.add_argument("args", nargs="+", metavar="NAME... DATA", help="model names, then the data")
+    s.add_argument("--report", required=True, help="output folder")
+    s.add_argument("--max-items", type=int, default=16)
+    s.add_argument("--samples", type=int, default=4, help="items shown in the report")
+    s.add_argument("--no-rfid", action="store_true", help="skip rFID (the Inception network is slow on CPU)")
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("push", help="upload a zoo folder to the hub", description="Upload config.json, model.safetensors and README.md of a zoo folder to a hub repo.")
+    s.add_argument("dir")
+    s.add_argument("repo_id")
+    s.add_argument("--private", action="store_true")
+    s.set_defaults(fn=cmd_push)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
+        raise SystemExit("zoo: --batch-size must be at least 1.")
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Measure tokenizers on a dataset: metrics.json, report.html with samples, rate-distortion plots.
+
+`zoo eval NAME [NAME ...] DATA --report DIR`. Images: PSNR, SSIM, ST-LPIPS, rFID, next to JPEG and
+WebP (Pillow) at the same bytes; audio: PESQ, STOI, mel distance, SI-SDR. Variable-length families
+(those whose `encode` takes `num_tokens`) get a curve over token counts. A metric whose package or
+network is missing is listed under "unavailable" rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from zoo.api import atomic_write, atomic_write_text
+from zoo.pipelines import discover, read_item
+
+JPEG_QUALITIES = (5, 10, 20, 35, 50, 75, 90)
+
+
+def _bits_per_token(tok) -> float:
+    return math.log2(tok.codebook_size)
+
+
+def _token_counts(tok) -> list[int] | None:
+    """Prefix lengths to sweep for variable-length families (powers of two up to the maximum)."""
+    n = getattr(tok, "max_tokens", None)
+    if not n:
+        return None
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return ks + [n]
+
+
+def _image_metrics(x: Tensor, y: Tensor, unavailable: set) -> dict:
+    from zoo import metrics
+
+    y = y.clamp(0, 1)
+    out = {"psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))}
+    try:
+        out["st_lpips_alex"] = float(metrics.st_lpips(y, x))
+    except metrics.MetricUnavailable as e:
+        unavailable.add(f"st_lpips: {e}")
+    return out
+
+
+def _audio_metrics(x: Tensor, y: Tensor, sr: int, unavailable: set) -> dict:
+    from zoo import metrics
+
+    out = {"si_sdr": float(metrics.si_sdr(y, x)), "mel_distance": float(metrics.mel_distance(y, x, sr))}
+    for name, fn in (("pesq_wb", lambda: metrics.pesq(y, x, sr, "wb")), ("stoi", lambda: metrics.stoi(y, x, sr))):
+        try:
+            out[name] = float(fn())
+        except metrics.MetricUnavailable as e:
+            unavailable.add(f"{name}: {e}")
+        except Exception as e:  # PESQ refuses silent or too-short clips; say so per item
+            out[name] = None
+            unavailable.add(f"{name} on some items: {type(e).__name__}: {e}")
+    return out
+
+
+def _codec_point(x: Tensor, fmt: str, quality: int) -> tuple[int, Tensor]:
+    """Compress an image [1, 3, H, W] with Pillow -> (bytes, decoded image)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.media.image import to_pil
+
+    buf = io.BytesIO()
+    to_pil(x[0]).save(buf, format=fmt, quality=quality)
+    n = buf.tell()
+    buf.seek(0)
+    with Image.open(buf) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return n, torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def _mean(rows: list[dict]) -> dict:
+    keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
+    out = {}
+    for k in sorted(keys):
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def evaluate(
+    tokenizers: dict[str, object],
+    inputs: list[str | Path],
+    report_dir: str | Path,
+    *,
+    max_items: int = 16,
+    samples: int = 4,
+    rfid: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Run each tokenizer over up to `max_items` items of `inputs`; write the report; return the metrics."""
+    from tqdm import tqdm
+
+    from zoo.media import SUFFIXES
+
+    report_dir = Path(report_dir)
+    (report_dir / "samples").mkdir(parents=True, exist_ok=True)
+    modalities = {t.modality for t in tokenizers.values()}
+    if len(modalities) != 1:
+        raise ValueError(f"zoo eval compares tokenizers of one modality; got {sorted(modalities)}.")
+    modality = modalities.pop()
+    if modality not in ("image", "audio"):
+        raise ValueError(f"zoo eval handles image and audio tokenizers; got {modality!r}.")
+    items = discover(list(inputs), SUFFIXES[modality])[:max_items]
+    if not items:
+        raise ValueError(f"No {modality} files in {', '.join(map(str, inputs))}.")
+    unavailable: set[str] = set()
+    result: dict = {"modality": modality, "items": [i.key for i in items], "tokenizers": {}, "baselines": {}}
+    sample_rows: list[dict] = []
+
+    for name, tok in tokenizers.items():
+        rows, curve_rows, originals, recons = [], {}, [], []
+        size = getattr(tok, "input_size", None)
+        for idx, item in enumerate(tqdm(items, desc=name, unit="item", disable=not progress)):
+            x, kw = read_item(item, modality, mono=True, size=size)
+            with torch.inference_mode():
+                tokens = tok.encode(x, **kw)
+                y = tok.decode(tokens)
+            y = y if isinstance(y, Tensor) else torch.stack(list(y))
+            bits = tokens.ids[0].numel() * _bits_per_token(tok)
+            if modality == "image":
+                m = _image_metrics(x, y, unavailable)
+                m["bits"] = bits
+                m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
+                originals.append(x)
+                recons.append(y.clamp(0, 1))
+            else:
+                from zoo.media.audio import resample
+
+                sr = tok.sample_rate
+                ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
+                y = y[..., : ref.shape[-1]]
+                m = _audio_metrics(ref, y, sr, unavailable)
+                m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
+            rows.append(m)
+            for k in _token_counts(tok) or []:
+                with torch.inference_mode():
+                    yk = tok.decode(tokens[:, :k])
+                mk = _image_metrics(x, yk, set()) if modality == "image" else {}
+                mk["bits"] = k * _bits_per_token(tok)
+                curve_rows.setdefault(k, []).append(mk)
+            if idx < samples:
+                sample_rows.append(_write_sample(report_dir / "samples", name, item.key, idx, x, y, modality,
+                                                 getattr(tok, "sample_rate", None), kw.get("sample_rate")))
+        entry = {"per_item": rows, "mean": _mean(rows), "codebook_size": tok.codebook_size,
+                 "tokens_per_item": int(tokens.ids[0].numel())}
+        if curve_rows:
+            entry["curve"] = [{"num_tokens": k, **_mean(v)} for k, v in sorted(curve_rows.items())]
+        if modality == "image" and rfid and len(originals) >= 2:
+            from zoo import metrics
+
+            try:
+                entry["mean"]["rfid"] = metrics.rfid(torch.cat(originals), torch.cat(recons))
+            except metrics.MetricUnavailable as e:
+                unavailable.add(f"rfid: {e}")
+        result["tokenizers"][name] = entry
+
+    if modality == "image":
+        from zoo import metrics
+
+        for fmt in ("JPEG", "WEBP"):
+            curve = []
+            for q in JPEG_QUALITIES:
+                pts = []
+                for item in items:
+                    x, _ = read_item(item, modality, size=getattr(next(iter(tokenizers.values())), "input_size", None))
+                    n, y = _codec_point(x, fmt, q)
+                    pts.append({"quality": q, "bits": 8 * n, "bpp": 8 * n / (x.shape[-1] * x.shape[-2]),
+                                "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))})
+                curve.append({"quality": q, **_mean(pts)})
+            result["baselines"][fmt.lower()] = curve
+    result["unavailable"] = sorted(unavailable)
+    plots = _plots(result, report_dir)
+    atomic_write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(report_dir / "report.html", _html(result, sample_rows, plots))
+    return result
+
+
+def _write_sample(folder: Path, name, key, idx, x, y, modality, model_sr, input_sr) -> dict:
+    from zoo import media
+
+    stem = f"{_slug(name)}-{idx:02d}"
+    if modality == "image":
+        err = (y - x).abs().mul(4).clamp(0, 1)  # error magnified 4x
+        grid = torch.cat([x[0], y[0].clamp(0, 1), err[0]], dim=2)
+        media.save_image(folder / f"{stem}.png", grid)
+        return {"name": name, "key": key, "image": f"samples/{stem}.png"}
+    from zoo.media.audio import resample
+
+    ref = resample(x, input_sr, model_sr)[0]
+    media.save_audio(folder / f"{stem}-orig.wav", ref, model_sr)
+    media.save_audio(folder / f"{stem}-recon.wav", y[0], model_sr)
+    _spectrograms(folder / f"{stem}-spec.png", ref, y[0], model_sr)
+    return {"name": name, "key": key, "orig": f"samples/{stem}-orig.wav", "recon": f"samples/{stem}-recon.wav",
+            "image": f"samples/{stem}-spec.png"}
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in s)
+
+
+def _spectrograms(path: Path, a: Tensor, b: Tensor, sr: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.media.audio import mel_spectrogram
+
+    fig, axes = plt.subplots(2, 1, figsize=(8, 4), sharex=True)
+    for ax, sig, title in zip(axes, (a, b), ("original", "reconstruction")):
+        m = mel_spectrogram(sig.reshape(1, -1), sr, n_mels=80)[0]
+        ax.imshow(m.numpy(), origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def _plots(result: dict, report_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    if result["modality"] == "image":
+        for metric in ("psnr", "ssim"):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for fmt, curve in result["baselines"].items():
+                ax.plot([p["bpp"] for p in curve], [p[metric] for p in curve], "--o", ms=3, label=fmt.upper())
+            for name, entry in result["tokenizers"].items():
+                pixels = entry["mean"]["bits"] / entry["mean"]["bpp"]
+                if entry.get("curve"):
+                    ax.plot([p["bits"] / pixels for p in entry["curve"]], [p[metric] for p in entry["curve"]], "-s", ms=3, label=name)
+                else:
+                    ax.plot([entry["mean"]["bpp"]], [entry["mean"][metric]], "s", ms=7, label=name)
+            ax.set_xscale("log")
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel(metric.upper())
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = report_dir / f"rd_{metric}.png"
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=90)
+            plt.close(fig)
+            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
+            out.append(path.name)
+    else:
+        keys = [k for k in ("pesq_wb", "stoi", "mel_distance") if any(
+            e["mean"].get(k) is not None for e in result["tokenizers"].values())]
+        for metric in keys:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for name, entry in result["tokenizers"].items():
+                ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
+            ax.set_xlabel("kbps")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = report_dir / f"rate_{metric}.png"
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=90)
+            plt.close(fig)
+            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
+            out.append(path.name)
+    return out
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+
+def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
+    e = html.escape
+    rows = []
+    metric_names = sorted({k for t in result["tokenizers"].values() for k in t["mean"]})
+    rows.append("<tr><th>tokenizer</th>" + "".join(f"<th>{e(m)}</th>" for m in metric_names) + "</tr>")
+    for name, t in result["tokenizers"].items():
+        rows.append(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{_fmt(t['mean'].get(m))}</td>" for m in metric_names) + "</tr>")
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>zoo eval</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px}img{max-width:100%;image-rendering:pixelated}.s{margin:1em 0}</style></head><body>",
+        f"<h1>zoo eval: {e(', '.join(result['tokenizers']))}</h1>",
+        f"<p>{len(result['items'])} {e(result['modality'])} item(s).</p>",
+        "<h2>Means</h2><table>", *rows, "</table>",
+    ]
+    if result["baselines"]:
+        parts.append("<h2>Classical codecs</h2><table><tr><th>codec</th><th>quality</th><th>bpp</th><th>PSNR</th><th>SSIM</th></tr>")
+        for fmt, curve in result["baselines"].items():
+            for p in curve:
+                parts.append(f"<tr><td>{fmt.upper()}</td><td>{p['quality']}</td><td>{p['bpp']:.3f}</td>"
+                             f"<td>{p['psnr']:.2f}</td><td>{p['ssim']:.3f}</td></tr>")
+        parts.append("</table>")
+    if plots:
+        parts.append("<h2>Plots</h2>" + "".join(f"<div class='s'><img src='{e(p)}' alt='{e(p)}'></div>" for p in plots))
+    parts.append("<h2>Samples</h2>")
+    if result["modality"] == "image":
+        parts.append("<p>original | reconstruction | |error| x4</p>")
+    for s in samples:
+        parts.append(f"<div class='s'><b>{e(s['name'])}</b> {e(s['key'])}<br><img src='{e(s['image'])}' alt='sample'>")
+        if "orig" in s:
+            parts.append(f"<br>original <audio controls src='{e(s['orig'])}'></audio> "
+                         f"reconstruction <audio controls src='{e(s['recon'])}'></audio>")
+        parts.append("</div>")
+    if result["unavailable"]:
+        parts.append("<h2>Not measured</h2><ul>" + "".join(f"<li>{e(u)}</li>" for u in result["unavailable"]) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,705 @@
+"""FlexTok: resampling images into 1D token sequences of flexible length.
+
+Paper: Bachmann, Allardice, Mizrahi et al., "FlexTok: Resampling Images into 1D Token Sequences of
+Flexible Length", ICML 2025, arXiv 2502.13967. Upstream: https://github.com/apple/ml-flextok
+(code: Apple sample-code license; released weights: Apple ML Research Model license, research use).
+Read and re-written here; no upstream code is copied.
+
+Pipeline (256x256 image, released sizes):
+  image [B, 3, 256, 256] in [0, 1] -> [-1, 1] -> VAE (diffusers AutoencoderKL, f8, 16 channels,
+  posterior mode x scaling factor) -> latent [B, 16, 32, 32] -> 2x2 patches [B, 256, D]
+  -> ViT over [patches | 256 registers] with a "causal last" mask (patches see patches; register i
+  sees every patch and registers 0..i) -> registers -> LayerNorm + Linear -> FSQ [8,8,8,5,5,5]
+  -> ids [B, k] for any k <= 256 (the registers are causal, so the first k do not depend on the rest).
+Decoding is a rectified-flow transformer over [noised latent patches | register tokens]: the kept
+registers are embedded (Linear + learned 1D position), positions >= k are replaced by a learned
+mask token (nested dropout at training time), and for classifier-free guidance all registers are
+replaced by a learned null condition. adaLN-zero modulation from the timestep embedding, with
+separate shift/scale/gate sets for the patch and the register segments (expansion 2). Euler steps
+t = 1 -> 0, x <- x - dt * v, with plain CFG or APG (Sadat et al., arXiv 2410.02416).
+
+Numerics that differ from a textbook ViT/DiT (all matter for parity): attention scale 8/head_dim
+(muP), QK-LayerNorm over head_dim, every LayerNorm without affine and in fp32, SwiGLU hidden
+int(2 * int(mlp_ratio * D) / 3), adaLN chunks ordered gate, gate, shift, scale, shift, scale,
+timestep embedding cat[cos, sin] with max_period 256 and frequencies scaled by 1000 / max_timestep.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.blocks.transformer import (
+    AdaLNTransformerBlock,
+    LayerNorm,
+    TransformerBlock,
+    modulate,
+    sincos_2d_posemb,
+    timestep_embedding,
+)
+from zoo.quantizers.fsq import FSQ
+from zoo.registry import FamilySpec, PretrainedCfg, Variant
+
+PAPER = "arXiv:2502.13967"
+UPSTREAM = "https://github.com/apple/ml-flextok"
+WEIGHTS_LICENSE = "apple-amlr"  # Apple Machine Learning Research Model license (LICENSE_WEIGHTS upstream)
+FLEXTOK_ADALN_ORDER = ("gate_msa", "gate_mlp", "shift_msa", "scale_msa", "shift_mlp", "scale_mlp")
+APG_MOMENTUM = -0.5  # MinRFPipeline's momentum buffer
+APG_NORM_THRESHOLD = 2.5  # rescale the guidance difference to at most this L2 norm over (C, H, W)
+
+
+@dataclass(frozen=True)
+class FlexTokConfig:
+    """Defaults: flextok-d18-d28-in1k (EPFL-VILAB/flextok_d18_d28_in1k)."""
+
+    image_size: int = 256  # training resolution; images up to this size (multiples of 8 * patch_size) are accepted
+    num_registers: int = 256  # max tokens per image (register tokens)
+    fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)  # 64,000 codes
+    patch_size: int = 2  # latent patch side, encoder and decoder
+    enc_dim: int = 1152
+    enc_depth: int = 18
+    enc_head_dim: int = 64
+    dec_dim: int = 1792
+    dec_depth: int = 28
+    dec_head_dim: int = 64
+    mlp_ratio: float = 4.0  # SwiGLU hidden = int(2 * int(mlp_ratio * dim) / 3)
+    adaln_expansion: int = 2  # 2: separate adaLN sets for patch and register tokens; 1: one set
+    null_cond: str = "learned"  # CFG null condition: "learned" (a vector) or "zero"
+    time_freq_dim: int = 256  # sinusoidal timestep features before the MLP
+    max_timestep: float = 1.0  # t in [0, max_timestep]; frequencies scaled by 1000 / max_timestep
+    # VAE: diffusers AutoencoderKL (SDXL-VAE layout), frozen.
+    vae_latent_channels: int = 16
+    vae_block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    vae_layers_per_block: int = 2
+    vae_norm_num_groups: int = 32
+    vae_use_quant_conv: bool = True
+    vae_use_post_quant_conv: bool = True
+    # UNVERIFIED default: the released value is read at conversion (checkpoint header or VAE config.json).
+    vae_scaling_factor: float = 1.0
+    vae_sample_posterior: bool = False  # False: posterior mode (deterministic tokens); True: a sample
+    # decode() defaults (upstream README): Euler steps, guidance scale, APG instead of plain CFG
+    decode_steps: int = 20
+    guidance_scale: float = 7.5
+    apg: bool = True
+
+    def __post_init__(self):
+        if self.null_cond not in ("learned", "zero"):
+            raise ValueError(f"null_cond must be 'learned' or 'zero'; got {self.null_cond!r}.")
+        if self.adaln_expansion not in (1, 2):
+            raise ValueError(f"adaln_expansion must be 1 or 2; got {self.adaln_expansion}.")
+        for name in ("enc", "dec"):
+            dim, hd = getattr(self, f"{name}_dim"), getattr(self, f"{name}_head_dim")
+            if dim % hd:
+                raise ValueError(f"{name}_dim {dim} is not divisible by {name}_head_dim {hd}.")
+
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae_block_out_channels) - 1)
+
+    @property
+    def max_grid(self) -> int:
+        """Patches per side at image_size (size of the sin-cos tables)."""
+        return self.image_size // (self.vae_factor * self.patch_size)
+
+
+def _mlp_hidden(dim: int, ratio: float) -> int:
+    return int(2 * int(dim * ratio) / 3)
+
+
+def build_vae(cfg: FlexTokConfig) -> nn.Module:
+    """The frozen diffusers AutoencoderKL (imported here so that `import zoo` stays light)."""
+    try:
+        from diffusers.models import AutoencoderKL
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("FlexTok needs diffusers for its VAE: pip install diffusers") from e
+    n = len(cfg.vae_block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.vae_block_out_channels),
+        layers_per_block=cfg.vae_layers_per_block,
+        act_fn="silu",
+        latent_channels=cfg.vae_latent_channels,
+        norm_num_groups=cfg.vae_norm_num_groups,
+        sample_size=cfg.image_size,
+        scaling_factor=cfg.vae_scaling_factor,
+        use_quant_conv=cfg.vae_use_quant_conv,
+        use_post_quant_conv=cfg.vae_use_post_quant_conv,
+    )
+
+
+def patchify(x: Tensor, p: int) -> Tensor:
+    """[B, C, H, W] -> [B, H/p, W/p, p*p*C] (row, column, channel order within a patch)."""
+    return rearrange(x, "b c (h p0) (w p1) -> b h w (p0 p1 c)", p0=p, p1=p)
+
+
+def unpatchify(x: Tensor, p: int, h: int, w: int) -> Tensor:
+    """[B, h*w, p*p*C] -> [B, C, h*p, w*p]."""
+    return rearrange(x, "b (h w) (p0 p1 c) -> b c (h p0) (w p1)", h=h, w=w, p0=p, p1=p)
+
+
+class FlexTokEncoder(nn.Module):
+    """VAE latent [B, C, h, w] -> register features before FSQ [B, k, len(levels)]."""
+
+    def __init__(self, cfg: FlexTokConfig):
+        super().__init__()
+        d, g = cfg.enc_dim, cfg.max_grid
+        self.patch_size = cfg.patch_size
+        self.patch_emb = nn.Linear(cfg.vae_latent_channels * cfg.patch_size**2, d)
+        self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
+        self.registers = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d, d // cfg.enc_head_dim, _mlp_hidden(d, cfg.mlp_ratio), qk_norm=True, attn_scale=8.0 / cfg.enc_head_dim)
+            for _ in range(cfg.enc_depth)
+        )
+        self.norm = LayerNorm(d)
+        self.to_latents = nn.Linear(d, len(cfg.fsq_levels))
+
+    def forward(self, latents: Tensor, num_registers: int) -> tuple[Tensor, Tensor]:
+        """-> (pre-quantization register features [B, k, L] fp32, register hidden states [B, k, D])."""
+        x = patchify(latents, self.patch_size)  # [B, h, w, p*p*C]
+        h, w = x.shape[1:3]
+        x = self.patch_emb(x) + rearrange(self.posemb[:, :h, :w], "d h w -> h w d")
+        x = rearrange(x, "b h w d -> b (h w) d")  # [B, P, D]
+        n_p, k = x.shape[1], num_registers
+        regs = self.registers[:k].expand(x.shape[0], -1, -1)  # [B, k, D]
+        x = torch.cat([x, regs.to(x.dtype)], dim=1)  # [B, P + k, D]
+        # "causal last": every token sees all patches; register i also sees registers 0..i.
+        idx = torch.arange(n_p + k, device=x.device)
+        mask = (idx[None, :] < n_p) | (idx[None, :] <= idx[:, None])  # [N, N], True = may attend
+        for blk in self.blocks:
+            x = blk(x, mask)
+        regs = x[:, n_p:]  # [B, k, D]
+        z = F.linear(self.norm(regs.float()), self.to_latents.weight.float(), self.to_latents.bias.float())
+        return z, regs
+
+
+class FlexTokDecoder(nn.Module):
+    """Rectified-flow velocity v(x_t, t | registers): x_t [B, C, h, w] -> v [B, C, h, w]."""
+
+    def __init__(self, cfg: FlexTokConfig):
+        super().__init__()
+        d, g, p, c = cfg.dec_dim, cfg.max_grid, cfg.patch_size, cfg.vae_latent_channels
+        self.patch_size, self.expansion = p, cfg.adaln_expansion
+        self.time_freq_dim, self.max_timestep = cfg.time_freq_dim, cfg.max_timestep
+        self.from_latents = nn.Linear(len(cfg.fsq_levels), d)
+        self.register_posemb = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
+        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # replaces registers >= k
+        self.null_cond = nn.Parameter(torch.randn(d) * 0.02) if cfg.null_cond == "learned" else None
+        self.patch_emb = nn.Linear(c * p * p, d)
+        self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(
+            AdaLNTransformerBlock(
+                d, d // cfg.dec_head_dim, _mlp_hidden(d, cfg.mlp_ratio), qk_norm=True, attn_scale=8.0 / cfg.dec_head_dim,
+                expansion=cfg.adaln_expansion, chunk_order=FLEXTOK_ADALN_ORDER,
+            )
+            for _ in range(cfg.dec_depth)
+        )
+        self.norm = LayerNorm(d)
+        self.head_adaLN = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))  # shift, scale
+        self.head = nn.Linear(d, p * p * c)
+
+    def condition(self, codes: Tensor, keep: Tensor) -> Tensor:
+        """FSQ codes [B, R, L] (padded to R) and kept counts keep [B] -> register tokens [B, R, D]."""
+        regs = self.from_latents(codes) + self.register_posemb[: codes.shape[1]]  # [B, R, D]
+        pos = torch.arange(codes.shape[1], device=codes.device)
+        return torch.where((pos[None, :] < keep[:, None])[..., None], regs, self.mask_token.to(regs.dtype))
+
+    def uncondition(self, like: Tensor) -> Tensor:
+        """The CFG null condition: every register replaced by the learned vector (or zeros)."""
+        if self.null_cond is None:
+            return torch.zeros_like(like)
+        return self.null_cond.to(like.dtype).expand_as(like)
+
+    def time_embedding(self, t: Tensor) -> Tensor:
+        if (t > self.max_timestep).any() or (t < 0).any():
+            raise ValueError(f"FlexTok timesteps must lie in [0, {self.max_timestep}]; got [{float(t.min())}, {float(t.max())}].")
+        f = timestep_embedding(t, self.time_freq_dim, max_period=256, scale=1000.0 / self.max_timestep, cos_first=True)
+        return self.time_mlp(f.to(self.time_mlp[0].weight.dtype))  # [B, D]
+
+    def forward(self, x_t: Tensor, t: Tensor, registers: Tensor, return_repa: int | None = None):
+        """x_t [B, C, h, w], t [B] in [0, 1], registers [B, R, D] -> velocity [B, C, h, w]."""
+        p = self.patch_size
+        x = patchify(x_t, p)  # [B, h', w', p*p*C]
+        h, w = x.shape[1:3]
+        x = self.patch_emb(x) + rearrange(self.posemb[:, :h, :w], "d h w -> h w d")
+        x = rearrange(x, "b h w d -> b (h w) d")  # [B, P, D]
+        n_p = x.shape[1]
+        x = torch.cat([x, registers.to(x.dtype)], dim=1)  # [B, P + R, D], full attention
+        temb = self.time_embedding(t)
+        segments = (n_p, registers.shape[1]) if self.expansion == 2 else None
+        repa = None
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, temb, segments)
+            if return_repa == i:
+                repa = x[:, :n_p]
+        shift, scale = self.head_adaLN(temb)[:, None].chunk(2, dim=-1)  # [B, 1, D] each
+        out = self.head(modulate(self.norm(x[:, :n_p]), shift, scale))  # [B, P, p*p*C]
+        v = unpatchify(out, p, h, w)
+        return (v, repa) if return_repa is not None else v
+
+
+class FlexTok(Tokenizer):
+    """FlexTok image tokenizer: images [B, 3, H, W] in [0, 1] -> ordered 1D ids [B, k], k in 1..256.
+
+    encode(x, num_tokens=k): the first k register tokens (all 256 by default).
+    decode(tokens, steps=, guidance_scale=, apg=, generator= | noise=): rectified-flow sampling from
+    any prefix; `noise` is the initial latent x_1 [B, C, H/8, W/8].
+    """
+
+    family = "flextok"
+    modality = "image"
+    config_class = FlexTokConfig
+    stochastic_decoder = True  # decode draws the initial latent noise (pass generator= or noise=)
+
+    def __init__(self, cfg: FlexTokConfig):
+        super().__init__(cfg)
+        self.vae = build_vae(cfg)
+        self.encoder = FlexTokEncoder(cfg)
+        self.quantizer = FSQ(cfg.fsq_levels)
+        self.decoder = FlexTokDecoder(cfg)
+        self.vae.requires_grad_(False)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def token_rate(self) -> float:
+        return float(self.cfg.num_registers)
+
+    @property
+    def latent_factor(self) -> int:
+        """Pixels per latent-patch side (VAE factor x patch size)."""
+        return self.cfg.vae_factor * self.cfg.patch_size
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vae.eval()  # frozen, as upstream
+        return self
+
+    # -- VAE -------------------------------------------------------------------------------------
+    def vae_encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """images [B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/8, W/8]."""
+        dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        if self.cfg.vae_sample_posterior:
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
+        else:
+            z = dist.mode()
+        return z * self.cfg.vae_scaling_factor
+
+    def vae_decode(self, latents: Tensor) -> Tensor:
+        """scaled latents [B, C, h, w] -> images [B, 3, 8h, 8w] in about [-1, 1] (not clamped)."""
+        return self.vae.decode(latents.to(self.vae.dtype) / self.cfg.vae_scaling_factor).sample
+
+    # -- encode ----------------------------------------------------------------------------------
+    def _check_images(self, x: Tensor) -> Tensor:
+        x = prepare_images(x, name="FlexTok", multiple_of=self.latent_factor)
+        if max(x.shape[-2:]) > self.cfg.image_size:
+            raise ValueError(
+                f"FlexTok takes images up to {self.cfg.image_size}x{self.cfg.image_size} (its position tables); "
+                f"got {x.shape[-2]}x{x.shape[-1]}. Resize or crop first (zoo.media.resize_center_crop)."
+            )
+        return x
+
+    def _num_tokens(self, num_tokens: int | None) -> int:
+        r = self.cfg.num_registers
+        if num_tokens is None:
+            return r
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or not 1 <= num_tokens <= r:
+            raise ValueError(f"FlexTok num_tokens must be an integer in 1..{r}; got {num_tokens!r}.")
+        return num_tokens
+
+    def encode(self, x: Tensor, num_tokens: int | None = None, generator: torch.Generator | None = None) -> Tokens:
+        """x [B, 3, H, W] in [0, 1] -> Tokens ids [B, k] ("1d", lengths = k)."""
+        x = self._check_images(x)
+        k = self._num_tokens(num_tokens)
+        with torch.inference_mode():
+            latents = self.vae_encode(x.to(self.device) * 2 - 1, generator)
+            z, _ = self.encoder(latents, k)
+            ids = self.quantizer(z).ids  # [B, k]
+        lengths = torch.full((x.shape[0],), k, dtype=torch.long)
+        return Tokens(ids=ids.cpu(), layout="1d", lengths=lengths, meta=self.token_meta(image_size=list(x.shape[-2:])))
+
+    # -- decode ----------------------------------------------------------------------------------
+    def _keep(self, tokens: Tokens) -> Tensor:
+        n = tokens.ids.shape[1]
+        if n > self.cfg.num_registers:
+            raise ValueError(f"FlexTok decodes at most {self.cfg.num_registers} tokens per image; got {n}.")
+        keep = torch.full((tokens.ids.shape[0],), n, dtype=torch.long) if tokens.lengths is None else tokens.lengths.clamp(max=n)
+        if (keep < 1).any():
+            raise ValueError(f"Every item needs at least one token to decode; got lengths {keep.tolist()}.")
+        return keep
+
+    def conditioning(self, tokens: Tokens) -> Tensor:
+        """Tokens -> decoder register tokens [B, R, D] (prefix kept, the rest masked)."""
+        self.check_tokens(tokens)
+        if tokens.layout != "1d" or tokens.ids.dim() != 2:
+            raise ValueError(f"FlexTok decodes 1d tokens [B, N]; got layout {tokens.layout!r} with shape {list(tokens.ids.shape)}.")
+        keep = self._keep(tokens).to(self.device)
+        ids = F.pad(tokens.ids.to(self.device), (0, self.cfg.num_registers - tokens.ids.shape[1]))  # pad with id 0
+        codes = self.quantizer.ids_to_codes(ids).to(self.decoder.from_latents.weight.dtype)  # [B, R, L]
+        return self.decoder.condition(codes, keep)
+
+    def velocity(self, x_t: Tensor, t: Tensor, tokens: Tokens, cond: bool = True) -> Tensor:
+        """One decoder call: v(x_t, t | tokens) or, with cond=False, v(x_t, t | null condition)."""
+        with torch.inference_mode():
+            regs = self.conditioning(tokens)
+            if not cond:
+                regs = self.decoder.uncondition(regs)
+            t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1).expand(x_t.shape[0])
+            return self.decoder(x_t.to(self.device, regs.dtype), t, regs)
+
+    def decode(
+        self,
+        tokens: Tokens,
+        steps: int | None = None,
+        guidance_scale: float | Callable[[float], float] | None = None,
+        apg: bool | None = None,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
+        image_size: tuple[int, int] | int | None = None,
+        return_latents: bool = False,
+    ) -> Tensor:
+        """Tokens [B, k] -> images [B, 3, H, W] in [0, 1] (or the sampled latents with return_latents=True).
+
+        steps: Euler steps (default cfg.decode_steps); guidance_scale: float or callable of t
+        (1.0 = no guidance; default cfg.guidance_scale); apg: adaptive projected guidance instead of
+        plain CFG (default cfg.apg); noise: initial latent [B, C, H/8, W/8], else drawn per image
+        in order from `generator`; image_size: output size (default tokens.meta["image_size"]).
+        """
+        steps = self.cfg.decode_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"FlexTok decode steps must be a positive integer; got {steps!r}.")
+        scale = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
+        apg = self.cfg.apg if apg is None else apg
+        with torch.inference_mode():
+            regs = self.conditioning(tokens)
+            b = regs.shape[0]
+            x = self._initial_noise(b, tokens, noise, generator, image_size).to(regs.dtype)
+            do_cfg = callable(scale) or float(scale) != 1.0
+            if do_cfg:
+                regs2 = torch.cat([regs, self.decoder.uncondition(regs)])  # [2B, R, D]: cond | uncond
+            running = torch.zeros_like(x) if apg else None
+            for i in range(steps, 0, -1):
+                t = i / steps
+                if do_cfg:
+                    s = float(scale(t)) if callable(scale) else float(scale)
+                    v_c, v_u = self.decoder(torch.cat([x, x]), torch.full((2 * b,), t, device=x.device), regs2).chunk(2)
+                    if apg:
+                        running = (v_c - v_u) + APG_MOMENTUM * running
+                        v = apg_guidance(v_c, running, s)
+                    else:
+                        v = v_u + s * (v_c - v_u)
+                else:
+                    v = self.decoder(x, torch.full((b,), t, device=x.device), regs)
+                x = x - v / steps
+            if return_latents:
+                return x
+            return (self.vae_decode(x).clamp(-1, 1) + 1) / 2
+
+    def _initial_noise(self, b, tokens, noise, generator, image_size) -> Tensor:
+        c, f = self.cfg.vae_latent_channels, self.cfg.vae_factor
+        if noise is not None:
+            if not isinstance(noise, Tensor) or noise.dim() != 4 or noise.shape[:2] != (b, c):
+                raise ValueError(f"FlexTok noise must be a latent tensor [{b}, {c}, h, w]; got {getattr(noise, 'shape', type(noise).__name__)}.")
+            if noise.shape[-1] % self.cfg.patch_size or noise.shape[-2] % self.cfg.patch_size:
+                raise ValueError(f"FlexTok noise sides must be multiples of {self.cfg.patch_size}; got {list(noise.shape)}.")
+            if max(noise.shape[-2:]) > self.cfg.image_size // f:
+                raise ValueError(f"FlexTok noise is at most {self.cfg.image_size // f} per side; got {list(noise.shape)}.")
+            return noise.to(self.device)
+        size = image_size if image_size is not None else tokens.meta.get("image_size", self.cfg.image_size)
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        if h % self.latent_factor or w % self.latent_factor or max(h, w) > self.cfg.image_size:
+            raise ValueError(f"FlexTok decodes to sides that are multiples of {self.latent_factor} up to {self.cfg.image_size}; got {h}x{w}.")
+        # Upstream draws one [1, C, h, w] tensor per image, in order, from the generator.
+        return torch.cat([torch.randn((1, c, h // f, w // f), generator=generator) for _ in range(b)]).to(self.device)
+
+    # -- training forward ------------------------------------------------------------------------
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
+        """Training pass: encode all registers, FSQ (straight-through), nested dropout k ~ U{1..R},
+        rectified flow at t = sigmoid(N(0, 1)); loss MSE(v, eps - x0). recon = the one-step estimate
+        x0 = x_t - t * v, decoded by the VAE, in [0, 1]."""
+        x = self._check_images(x)
+        with torch.no_grad():
+            x0 = self.vae_encode(x.to(self.device) * 2 - 1, generator)
+        b, r = x0.shape[0], self.cfg.num_registers
+        z, _ = self.encoder(x0, r)
+        q = self.quantizer(z)
+        keep = torch.randint(1, r + 1, (b,), generator=generator).to(x0.device)
+        regs = self.decoder.condition(q.quantized.to(x0.dtype), keep)
+        t = torch.sigmoid(torch.randn((b,), generator=generator)).to(x0.device)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        tb = t[:, None, None, None]
+        x_t = tb * eps + (1 - tb) * x0
+        v = self.decoder(x_t, t, regs)
+        loss = F.mse_loss(v.float(), (eps - x0).float())
+        with torch.no_grad():
+            recon = (self.vae_decode(x_t - tb * v).clamp(-1, 1) + 1) / 2
+        tokens = Tokens(ids=q.ids.detach(), layout="1d", lengths=keep.cpu(), meta=self.token_meta(image_size=list(x.shape[-2:])))
+        return TokenizerOutput(recon=recon, tokens=tokens, losses={"flow": loss, **q.losses}, metrics=dict(q.metrics))
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        s = self.cfg.image_size
+        return torch.rand((batch_size, 3, s, s), generator=generator), {}
+
+
+def apg_guidance(v_cond: Tensor, diff: Tensor, scale: float) -> Tensor:
+    """Adaptive projected guidance (Sadat et al., arXiv 2410.02416), eta = 0: the (momentum-averaged)
+    guidance difference is clipped to L2 norm APG_NORM_THRESHOLD per item, and only its part
+    orthogonal to v_cond is added. v_cond, diff: [B, C, H, W]."""
+    norm = diff.norm(p=2, dim=(-1, -2, -3), keepdim=True)
+    diff = diff * torch.minimum(torch.ones_like(norm), APG_NORM_THRESHOLD / norm)
+    d64, unit = diff.double(), F.normalize(v_cond.double().flatten(1), dim=1).view_as(v_cond)
+    parallel = (d64 * unit).sum(dim=(-1, -2, -3), keepdim=True) * unit
+    orthogonal = (d64 - parallel).to(v_cond.dtype)
+    return v_cond + (scale - 1) * orthogonal
+
+
+# ----------------------------------------------------------------------------------------------
+# official checkpoints
+# ----------------------------------------------------------------------------------------------
+# Official prefixes -> ours. Checked in order; the first match renames.
+_PREFIXES = (
+    ("vae.vae.", "vae."),
+    ("encoder.module_dict.enc_patch_emb.patch_proj.", "encoder.patch_emb."),
+    ("encoder.module_dict.enc_transformer.blocks.", "encoder.blocks."),
+    ("encoder.module_dict.enc_to_latents.proj.", "encoder.to_latents."),
+    ("decoder.module_dict.dec_from_latents.proj.", "decoder.from_latents."),
+    ("decoder.module_dict.dec_noise_patch_emb.patch_proj.", "decoder.patch_emb."),
+    ("decoder.module_dict.dec_time_embedder.mlp.", "decoder.time_mlp."),
+    ("decoder.module_dict.dec_transformer.blocks.", "decoder.blocks."),
+    ("decoder.module_dict.dec_to_patches.adaLN_modulation.", "decoder.head_adaLN."),
+    ("decoder.module_dict.dec_to_patches.proj.", "decoder.head."),
+)
+# Whole tensors whose layout differs: official name -> (our name, official layout -> ours).
+_TENSORS: dict[str, tuple[str, Callable[[Tensor], Tensor]]] = {
+    "encoder.module_dict.enc_posemb_module.posembs": ("encoder.posemb", lambda t: t[0]),  # [1, D, G, G] -> [D, G, G]
+    "encoder.module_dict.enc_register_module.registers": ("encoder.registers", lambda t: t),
+    "decoder.module_dict.dec_patches_posemb_module.posembs": ("decoder.posemb", lambda t: t[0]),
+    "decoder.module_dict.dec_registers_posemb_module.posembs": ("decoder.register_posemb", lambda t: t[0, 0].t()),  # [1, 1, D, R] -> [R, D]
+    "decoder.module_dict.dec_nested_dropout.dropout_mask_token": ("decoder.mask_token", lambda t: t),
+    "decoder.module_dict.dec_latent_dropout.nullcond": ("decoder.null_cond", lambda t: t),
+}
+# Training-only entries that inference does not use (dropped on purpose; anything else unknown
+# keeps its official name and makes strict loading fail):
+#   vae.logvar: StableDiffusionVAE's learnable KL log-variance (learnable_logvar=True), a loss weight.
+TRAINING_ONLY_KEYS = ("vae.logvar",)
+
+
+def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: FlexTokConfig | None = None) -> dict[str, Tensor]:
+    """Official FlexTok state dict (`vae.vae.*`, `encoder.module_dict.*`, `decoder.module_dict.*`) -> ours."""
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if key in TRAINING_ONLY_KEYS:
+            continue
+        if key in _TENSORS:
+            name, fn = _TENSORS[key]
+            out[name] = fn(value)
+            continue
+        for old, new in _PREFIXES:
+            if key.startswith(old):
+                out[new + key[len(old):]] = value
+                break
+        else:
+            out[key] = value  # unknown: left as is so that strict loading names it
+    return out
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def _official_sections(config: Mapping | None, metadata: Mapping[str, str] | None) -> tuple[dict, dict]:
+    """-> (official hydra config {vae, encoder, decoder, regularizer, ...}, diffusers VAE config or {})."""
+    vae_cfg: dict = {}
+    off: dict = {}
+    if config:
+        if config.get("_class_name") == "AutoencoderKL":  # the VAE repo's diffusers config.json
+            vae_cfg = dict(config)
+        elif isinstance(config.get("config"), Mapping) and "encoder" in config["config"]:  # parity fixture
+            off = dict(config["config"])
+            vae_cfg = dict(config.get("vae_autoencoderkl_config") or {})
+        elif "encoder" in config and "decoder" in config:  # the released config.json (hydra dict)
+            off = dict(config)
+        else:
+            raise ValueError(
+                "FlexTok config not recognised: expected the released config.json (with 'encoder', 'decoder', "
+                "'vae', 'regularizer'), a parity fixture's config.json (with 'config'), or the VAE's diffusers "
+                f"config.json (_class_name AutoencoderKL); got top-level keys {sorted(config)[:12]}."
+            )
+    if not off and metadata:  # the config FlexTok embeds in its safetensors header
+        off = {k: _literal(v) for k, v in metadata.items() if k in ("vae", "encoder", "decoder", "regularizer", "pipeline")}
+    return off, vae_cfg
+
+
+def _modules(off: Mapping, part: str) -> dict:
+    return dict((off.get(part) or {}).get("module_dict") or {})
+
+
+def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> FlexTokConfig:
+    """Official config (released hydra config.json, the safetensors header of model.safetensors, or a
+    parity fixture's config.json; optionally the VAE's diffusers config.json) + state dict -> FlexTokConfig.
+
+    Sizes come from the tensor shapes; what shapes cannot tell (head dims, FSQ levels, VAE scaling
+    factor, GroupNorm groups, max timestep) comes from the config."""
+    off, vae_cfg = _official_sections(config, metadata)
+    sd = state_dict
+    enc, dec = _modules(off, "encoder"), _modules(off, "decoder")
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in sd:
+            raise ValueError(f"This is not a FlexTok checkpoint: it has no {key!r}.")
+        return tuple(sd[key].shape)
+
+    def depth(prefix: str) -> int:
+        ids = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)}
+        return max(ids) + 1 if ids else 0
+
+    e = "encoder.module_dict."
+    d = "decoder.module_dict."
+    enc_dim, patch_in = shape(e + "enc_patch_emb.patch_proj.weight")
+    dec_dim = shape(d + "dec_noise_patch_emb.patch_proj.weight")[0]
+    num_registers, _ = shape(e + "enc_register_module.registers")
+    grid = shape(e + "enc_posemb_module.posembs")[-1]
+    n_levels = shape(e + "enc_to_latents.proj.weight")[0]
+    enc_tf, dec_tf = enc.get("enc_transformer", {}), dec.get("dec_transformer", {})
+    levels = tuple((off.get("regularizer") or {}).get("levels") or ((8, 8, 8, 5, 5, 5) if n_levels == 6 else ()))
+    if len(levels) != n_levels:
+        raise ValueError(f"FlexTok FSQ levels {list(levels)} do not match the checkpoint's {n_levels} latent channels; pass the official config.")
+    # VAE: sizes from shapes; groups and scaling factor from the configs.
+    v = "vae.vae."
+    n_blocks = depth(v + "encoder.down_blocks.")
+    block_out = tuple(shape(f"{v}encoder.down_blocks.{i}.resnets.0.conv1.weight")[0] for i in range(n_blocks))
+    latent_c = shape(v + "decoder.conv_in.weight")[1]
+    patch = int(round(math.sqrt(patch_in // latent_c)))
+    off_vae = off.get("vae") or {}
+    scaling = off_vae.get("scaling_factor") or vae_cfg.get("scaling_factor")
+    if scaling is None:
+        scaling = _hub_vae_scaling_factor(off_vae.get("hf_hub_path"))
+    groups = vae_cfg.get("norm_num_groups")
+    if groups is None:  # not in the FlexTok header; the released VAEs (SDXL layout) use 32
+        if any(c % 32 for c in block_out):
+            raise ValueError(
+                f"The VAE's GroupNorm group count is not in this FlexTok checkpoint and 32 does not divide its widths "
+                f"{list(block_out)}; pass the VAE's diffusers config.json (or a fixture config.json) as config=."
+            )
+        groups = 32
+    head_dim = lambda tf, dim: int(tf.get("head_dim") or (dim // tf["num_heads"] if tf.get("num_heads") else 64))  # noqa: E731
+    time_cfg = dec.get("dec_time_embedder", {})
+    null_target = str((dec.get("dec_latent_dropout") or {}).get("_target_", ""))
+    return FlexTokConfig(
+        image_size=grid * patch * 2 ** (n_blocks - 1),
+        num_registers=num_registers,
+        fsq_levels=levels,
+        patch_size=patch,
+        enc_dim=enc_dim,
+        enc_depth=depth(e + "enc_transformer.blocks."),
+        enc_head_dim=head_dim(enc_tf, enc_dim),
+        dec_dim=dec_dim,
+        dec_depth=depth(d + "dec_transformer.blocks."),
+        dec_head_dim=head_dim(dec_tf, dec_dim),
+        mlp_ratio=float(enc_tf.get("mlp_ratio", 4.0)),
+        adaln_expansion=shape(d + "dec_transformer.blocks.0.adaLN_modulation.1.weight")[0] // (6 * dec_dim),
+        null_cond="learned" if (d + "dec_latent_dropout.nullcond") in sd or "Learned" in null_target else "zero",
+        time_freq_dim=shape(d + "dec_time_embedder.mlp.0.weight")[1],
+        max_timestep=float(time_cfg.get("max_timestep", 1000.0 if time_cfg else 1.0)),
+        vae_latent_channels=latent_c,
+        vae_block_out_channels=block_out,
+        vae_layers_per_block=depth(v + "encoder.down_blocks.0.resnets."),
+        vae_norm_num_groups=int(groups),
+        vae_use_quant_conv=(v + "quant_conv.weight") in sd,
+        vae_use_post_quant_conv=(v + "post_quant_conv.weight") in sd,
+        vae_scaling_factor=float(scaling),
+        vae_sample_posterior=bool(off_vae.get("sample_posterior", False)),
+    )
+
+
+def _hub_vae_scaling_factor(hub_path: str | None) -> float:
+    """The released checkpoints may leave the VAE scaling factor to the VAE repo's config.json."""
+    if not hub_path:
+        raise ValueError(
+            "The FlexTok checkpoint does not give the VAE scaling factor; pass the VAE's diffusers config.json "
+            "as config= (e.g. from EPFL-VILAB/flextok_vae_c16)."
+        )
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return float(json.loads(open(hf_hub_download(hub_path, "config.json")).read())["scaling_factor"])
+    except Exception as e:
+        raise ValueError(
+            f"The FlexTok checkpoint leaves the VAE scaling factor to {hub_path}/config.json, which could not be read "
+            f"({type(e).__name__}). Download it and pass it as config=."
+        ) from e
+
+
+# ----------------------------------------------------------------------------------------------
+# catalogue
+# ----------------------------------------------------------------------------------------------
+def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, vae: str, about: str) -> Variant:
+    cfg = FlexTokConfig(enc_dim=enc[1], enc_depth=enc[0], dec_dim=dec[1], dec_depth=dec[0])
+    return Variant(
+        name=name,
+        config=cfg,
+        pretrained=PretrainedCfg(hub_id=hub, filename="model.safetensors", license=WEIGHTS_LICENSE, paper=PAPER),
+        description=about,
+        extra={"vae_hub_id": vae},
+    )
+
+
+TINY_CONFIG = FlexTokConfig(
+    image_size=64, num_registers=16, enc_dim=64, enc_depth=2, enc_head_dim=32, dec_dim=64, dec_depth=2, dec_head_dim=32,
+    vae_block_out_channels=(16, 32, 32, 32), vae_layers_per_block=1, vae_norm_num_groups=8, vae_scaling_factor=0.5,
+    decode_steps=4,
+)
+
+VARIANTS: tuple[Variant, ...] = (
+    _released("flextok-d12-d12-in1k", (12, 768), (12, 768), "EPFL-VILAB/flextok_d12_d12_in1k", "EPFL-VILAB/flextok_vae_c16",
+              "FlexTok d12-d12 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
+    _released("flextok-d18-d18-in1k", (18, 1152), (18, 1152), "EPFL-VILAB/flextok_d18_d18_in1k", "EPFL-VILAB/flextok_vae_c16",
+              "FlexTok d18-d18 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
+    _released("flextok-d18-d28-in1k", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_in1k", "EPFL-VILAB/flextok_vae_c16",
+              "FlexTok d18-d28 trained on ImageNet-1k (the main release): 1..256 tokens per 256x256 image."),
+    _released("flextok-d18-d28-dfn", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_dfn", "EPFL-VILAB/flextok_vae_c16",
+              "FlexTok d18-d28 trained on DFN image-text data: 1..256 tokens per 256x256 image."),
+    Variant(
+        name="flextok-tiny-64",
+        config=TINY_CONFIG,
+        embedded="flextok/tiny-64",
+        official=False,
+        description="Tiny FlexTok for 64x64 images (16 tokens, tiny VAE); for tests and CPU experiments.",
+    ),
+)
+
+FAMILY = FamilySpec(
+    name="flextok",
+    tokenizer=FlexTok,
+    config=FlexTokConfig,
+    variants=VARIANTS,
+    remap_state_dict=remap_state_dict,
+    from_official_config=from_official_config,
+    paper=PAPER,
+    upstream=UPSTREAM,
+    description="Images -> ordered 1D FSQ tokens of any length 1..256; rectified-flow decoder (FlexTok, Apple/EPFL).",
+    tiny_config=TINY_CONFIG,
+)
