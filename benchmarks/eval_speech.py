@@ -1,12 +1,14 @@
-"""Held-out speech quality of an XY-Tokenizer next to codec2, a classical codec at a similar bit rate.
+"""Held-out speech quality of an audio tokenizer next to codec2, a classical codec at a similar bit rate.
 
-    PYTHONPATH=. python benchmarks/eval_xy_tokenizer.py xy-tokenizer-tiny-16k [--json out.json]
-    PYTHONPATH=. python benchmarks/eval_xy_tokenizer.py runs/xy_tokenizer/tiny-16k/final
+    PYTHONPATH=. python benchmarks/eval_speech.py xy-tokenizer-tiny-16k [--json out.json]
+    PYTHONPATH=. python benchmarks/eval_speech.py wavtokenizer-tiny-24k
+    PYTHONPATH=. python benchmarks/eval_speech.py runs/xy_tokenizer/tiny-16k/final
 
 Held-out data (never in recipes/xy_tokenizer/tiny-cpu.yaml's training folders): every clip of Debian
 klettres-data's `en/` and `de/` folders (letters and syllables, 109 clips), and samples/speech_16k.wav
-(10 s of conversation). Each clip is resampled to 16 kHz mono, encoded and decoded one at a time; the
-reference is cut to the decoded length (XY-Tokenizer drops a trailing partial 80 ms frame).
+(10 s of conversation). Each clip is resampled to 16 kHz mono, encoded and decoded one at a time (the
+model resamples to its own rate), and the output is resampled back to 16 kHz; the reference is cut to the
+decoded length (XY-Tokenizer drops a trailing partial 80 ms frame).
 
 Metrics (zoo.metrics.audio): PESQ wide band (16 kHz) and narrow band (8 kHz), STOI, and the mel distance
 (L1 of natural-log 80-bin mels), averaged over clips; clips on which PESQ finds no utterance are counted
@@ -119,10 +121,11 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
 
     tok = zoo.load(args.model).eval()
-    if tok.output_sample_rate != RATE:
-        raise ValueError(f"This evaluation compares at 16 kHz; {args.model} decodes at {tok.output_sample_rate} Hz.")
+    if tok.modality != "audio":
+        raise ValueError(f"{args.model} is a {tok.modality} tokenizer; this evaluation is for speech.")
+    out_rate = getattr(tok, "output_sample_rate", tok.sample_rate)  # XY-Tokenizer may decode at another rate
     sets = held_out_clips(Path(args.klettres))
-    bps = tok.frame_rate * tok.num_codebooks * math.log2(tok.codebook_size)
+    bps = tok.token_rate * math.log2(tok.codebook_size)
     if args.variant:
         tok.variant = args.variant
     systems = {f"{tok.variant or args.model} ({bps:g} bps)": None}
@@ -142,7 +145,7 @@ def main(argv=None) -> dict:
             for _, wav in clips:
                 if mode is None:
                     with torch.inference_mode():
-                        rec = tok.decode(tok.encode(wav[None, None], sample_rate=RATE))[0, 0]
+                        rec = resample(tok.decode(tok.encode(wav[None, None], sample_rate=RATE))[0], out_rate, RATE)[0]
                     ref = wav[: rec.shape[-1]]
                 else:
                     rec, ref = codec2_roundtrip(wav, mode, delays[mode]), wav
@@ -150,7 +153,7 @@ def main(argv=None) -> dict:
             results[name][set_name] = score(pairs)
             print(f"{name:45s} {set_name:12s} " + " ".join(f"{k}={v}" for k, v in results[name][set_name].items()), flush=True)
     # the measuring command (publishing options do not change the numbers)
-    command = "PYTHONPATH=. python benchmarks/eval_xy_tokenizer.py " + args.model
+    command = "PYTHONPATH=. python benchmarks/eval_speech.py " + args.model
     if args.klettres != ap.get_default("klettres"):
         command += f" --klettres {args.klettres}"
     if args.codec2 != ap.get_default("codec2"):
