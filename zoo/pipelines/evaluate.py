@@ -251,17 +251,7 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
                 else:
                     ax.plot([entry["mean"]["bpp"]], [entry["mean"][metric]], "s", ms=7, label=name)
             ax.set_xscale("log")
-            ax.set_xlabel("bits per pixel")
-            ax.set_ylabel(metric.upper())
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = report_dir / f"rd_{metric}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=90)
-            plt.close(fig)
-            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
-            out.append(path.name)
+            out.append(_save_plot(fig, ax, "bits per pixel", metric.upper(), report_dir / f"rd_{metric}.png"))
     else:
         keys = [k for k in ("pesq_wb", "stoi", "mel_distance") if any(
             e["mean"].get(k) is not None for e in result["tokenizers"].values())]
@@ -269,18 +259,23 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
             fig, ax = plt.subplots(figsize=(6, 4))
             for name, entry in result["tokenizers"].items():
                 ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
-            ax.set_xlabel("kbps")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = report_dir / f"rate_{metric}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=90)
-            plt.close(fig)
-            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
-            out.append(path.name)
+            out.append(_save_plot(fig, ax, "kbps", metric, report_dir / f"rate_{metric}.png"))
     return out
+
+
+def _save_plot(fig, ax, xlabel: str, ylabel: str, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    return path.name
 
 
 def _fmt(v) -> str:

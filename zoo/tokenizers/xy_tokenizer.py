@@ -866,6 +866,22 @@ TINY_CONFIG = XYTokenizerConfig(
     vocos_layers=1,
 )
 
+# The embedded `xy-tokenizer-tiny-16k` (models/xy_tokenizer/tiny-16k, recipes/xy_tokenizer/tiny-cpu.yaml):
+# 0.85 M parameters, 8 x 256 codes at 12.5 Hz (800 bps), trained here on CPU.
+TINY_16K_CONFIG = XYTokenizerConfig(
+    semantic_encoder=StackConfig(80, 64, 64, 1, 4, 128, 1500),
+    semantic_adapter=StackConfig(64, 64, 64, 1, 4, 128, 1500),
+    acoustic_encoder=StackConfig(80, 64, 64, 2, 4, 128, 1500),
+    pre_rvq_adapter=StackConfig(128, 64, 64, 1, 4, 128, 1500),
+    rvq_dim=32,
+    codebook_size=256,
+    post_rvq_adapter=StackConfig(256, 64, 256, 1, 4, 128, 375),
+    acoustic_decoder=StackConfig(64, 64, 80, 2, 4, 128, 1500),
+    vocos_dim=64,
+    vocos_intermediate_dim=192,
+    vocos_layers=4,
+)
+
 _LICENSE = "apache-2.0"
 VARIANTS = (
     Variant(
@@ -888,10 +904,10 @@ VARIANTS = (
     ),
     Variant(
         name="xy-tokenizer-tiny-16k",
-        config=TINY_CONFIG,
+        config=TINY_16K_CONFIG,
         embedded="xy_tokenizer/tiny-16k",
         official=False,
-        description="A tiny XY-Tokenizer trained here on CPU (for tests and examples; not the paper model).",
+        description="A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model).",
     ),
 )
 
