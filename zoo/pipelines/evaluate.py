@@ -292,7 +292,8 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>zoo eval</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px}img{max-width:100%;image-rendering:pixelated}.s{margin:1em 0}</style></head><body>",
+        "padding:4px 8px}img{max-width:100%;image-rendering:pixelated}.s{margin:1em 0}.plots{display:flex;flex-wrap:wrap;"
+        "gap:1em}.plots img{width:480px}</style></head><body>",
         f"<h1>zoo eval: {e(', '.join(result['tokenizers']))}</h1>",
         f"<p>{len(result['items'])} {e(result['modality'])} item(s).</p>",
         "<h2>Means</h2><table>", *rows, "</table>",
@@ -305,7 +306,7 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
                              f"<td>{p['psnr']:.2f}</td><td>{p['ssim']:.3f}</td></tr>")
         parts.append("</table>")
     if plots:
-        parts.append("<h2>Plots</h2>" + "".join(f"<div class='s'><img src='{e(p)}' alt='{e(p)}'></div>" for p in plots))
+        parts.append("<h2>Plots</h2><div class='plots'>" + "".join(f"<img src='{e(p)}' alt='{e(p)}'>" for p in plots) + "</div>")
     parts.append("<h2>Samples</h2>")
     if result["modality"] == "image":
         parts.append("<p>original | reconstruction | |error| x4</p>")
