@@ -323,6 +323,11 @@ class OneDPiece(Tokenizer):
         return (self.cfg.image_size, self.cfg.image_size)
 
     @property
+    def max_tokens(self) -> int:
+        """Any prefix 1..max_tokens decodes (`zoo eval` sweeps it)."""
+        return self.cfg.num_latent_tokens
+
+    @property
     def num_latent_tokens(self) -> int:
         return self.cfg.num_latent_tokens
 
