@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 FAMILIES: tuple[str, ...] = (
     "wavtokenizer",
     "flextok",
+    "vat",
 )
 
 
