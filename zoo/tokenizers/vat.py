@@ -241,7 +241,8 @@ class VAT(Tokenizer):
             self.quantizer.train(was)
 
     def _check_scales(self, tokens: Tokens) -> None:
-        sizes = list(tokens.meta.get("scale_sizes", self.quantizer.scale_sizes[: self.quantizer.scales_in(tokens.ids)]))
+        sizes = tokens.meta.get("scale_sizes")
+        sizes = list(sizes) if sizes is not None else self.quantizer.scale_sizes[: self.quantizer.scales_in(tokens.ids)]
         if sizes != self.quantizer.scale_sizes[: len(sizes)]:
             raise ValueError(f"These tokens have scale sizes {sizes}; this VAT's scales are {self.quantizer.scale_sizes}.")
         if tokens.ids.dim() != 2 or tokens.ids.shape[1] != sum(sizes):
