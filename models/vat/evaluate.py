@@ -70,8 +70,17 @@ def voxel_baseline(mesh, bits: int, r: int):
 
 
 def mean(rows, key):
+    """Mean over the meshes where the value exists (Chamfer needs a decoded surface); None if none."""
     vals = [r[key] for r in rows if not (isinstance(r[key], float) and math.isnan(r[key]))]
-    return float(np.mean(vals)) if vals else float("nan")
+    return round(float(np.mean(vals)), 4) if vals else None
+
+
+def _no_nan(obj):
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_nan(v) for v in obj]
+    return None if isinstance(obj, float) and math.isnan(obj) else obj
 
 
 def main(argv=None):
@@ -103,7 +112,7 @@ def main(argv=None):
         ):
             row = {"mesh": f.stem, **surface_metrics(mesh_or_none(grid), gt), "iou": volume_iou(grid, gt_occ)}
             rows[name].append(row)
-            print(name, json.dumps(row), flush=True)
+            print(name, row, flush=True)
     k = voxel_baseline(M.normalize_mesh(M.load_mesh(files[0])), int(bits), 8)[1]
     metrics = {
         "held-out meshes": f"{len(files)} ({', '.join(f.stem for f in files)})",
@@ -114,7 +123,8 @@ def main(argv=None):
                         ("voxel", f"baseline: {k}^3 binary voxels ({k**3 / 8:g} bytes), trilinear")):
         for key, kname in (("fscore@0.02", "F-score@0.02"), ("fscore@0.05", "F-score@0.05"),
                            ("chamfer", "Chamfer"), ("iou", f"IoU@{r}^3")):
-            metrics[f"{label} {kname}"] = round(mean(rows[name], key), 4)
+            metrics[f"{label} {kname}"] = mean(rows[name], key)
+        metrics[f"{label} shapes with a surface"] = f"{sum(not math.isnan(r['chamfer']) for r in rows[name])}/{len(files)}"
     metrics["protocol"] = (f"{r}^3 grid in [-1,1]^3, marching cubes at 0.5; Chamfer (L2 distances, mean of both "
                            f"directions) and F-score from {SAMPLES} surface samples per mesh; shapes in [-0.9,0.9]^3")
     metrics["paper target (Objaverse, 512-byte setting)"] = "F-score 92% (not comparable: other data, thresholds, size)"
@@ -125,7 +135,7 @@ def main(argv=None):
     from zoo.api import atomic_write_text
 
     atomic_write_text(out / "metrics.json", json.dumps({"metrics": metrics, "command": command,
-                                                        "per_mesh": rows}, indent=2) + "\n")
+                                                        "per_mesh": _no_nan(rows)}, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
     print(f"evaluated {len(files)} meshes in {time.time() - t0:.0f} s; wrote {out}")
 
