@@ -21,6 +21,7 @@ FAMILIES: tuple[str, ...] = (
     "one_d_piece",
     "wetok",
     "selftok",
+    "vat",
 )
 
 
