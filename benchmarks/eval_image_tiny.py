@@ -175,7 +175,13 @@ def main(argv=None) -> dict:
         print(f"encode(target_psnr={t['target_psnr']:g}): mean k {t['mean_k']:.2f}, median {t['median_k']}, "
               f"{t['at_max_k']} crops at the maximum; k histogram {t['hist']}")
 
-    metrics = {"held-out data": f"{len(x)} crops {CROP}x{CROP} (stride {STRIDE}) of skimage {', '.join(photos)}, "
+    comparable = [r for r in rows if "psnr" in r["baselines"]["thumb"]]  # a thumbnail needs >= 3 bytes
+    beaten = [r for r in comparable if r["psnr"] < r["baselines"]["thumb"]["psnr"]]
+    verdict = ("below the same-bytes thumbnail's PSNR at every token count: not yet a useful tokenizer"
+               if comparable and len(beaten) == len(comparable) else
+               f"below the same-bytes thumbnail's PSNR at {len(beaten)} of {len(comparable)} token counts")
+    print(f"verdict: {verdict}")
+    metrics = {"verdict (computed)": verdict, "held-out data": f"{len(x)} crops {CROP}x{CROP} (stride {STRIDE}) of skimage {', '.join(photos)}, "
                                 "short side 160 px"}
     for r in rows:
         b = r["baselines"]
