@@ -188,6 +188,29 @@ def test_generative_decoder_bad_noise(tiny_gd):
         tiny_gd.decode(t, noise=torch.zeros(2, TINY_CONFIG.z_channels, 4, 3, dtype=torch.long))
 
 
+def test_with_generative_decoder_starts_from_the_plain_model(tiny, tmp_path):
+    gd = tiny.with_generative_decoder()
+    assert gd.cfg.generative_decoder and not tiny.cfg.generative_decoder and not gd.training
+    z = TINY_CONFIG.z_channels
+    w = gd.decoder.conv_in.weight
+    assert w.shape[1] == 2 * z and torch.equal(w[:, :z], tiny.decoder.conv_in.weight) and not w[:, z:].any()
+    before, after = tiny.state_dict(), gd.state_dict()
+    assert set(before) == set(after)
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "decoder.conv_in.weight")
+    t = tiny.encode(_images())
+    plain = tiny.decode(t)
+    noise = torch.randn(2, z, 4, 3, generator=torch.Generator().manual_seed(1))
+    # zero weights: the noise is ignored until trained (equal up to the conv's summation order)
+    torch.testing.assert_close(gd.decode(t, noise=noise), plain, atol=1e-5, rtol=0)
+    assert torch.equal(gd.encode(_images()).ids, t.ids)
+    gd.decoder.conv_in.weight.data[:, z:] = 0.1  # once trained, the noise channels matter
+    assert (gd.decode(t, noise=noise) - plain).abs().max() > 1e-4
+    gd.save_pretrained(tmp_path / "gd")  # a folder finetune_decoder.py can start from
+    assert zoo.load(tmp_path / "gd").cfg.generative_decoder
+    with pytest.raises(ValueError, match="already has the generative decoder"):
+        gd.with_generative_decoder()
+
+
 def test_plain_decoder_rejects_noise(tiny):
     t = tiny.encode(_images())
     with pytest.raises(ValueError, match="takes no noise"):

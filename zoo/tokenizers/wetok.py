@@ -446,6 +446,23 @@ class WeTok(Tokenizer):
         codes = self.tokens_to_codes(tokens)
         return self.decode_codes(codes, noise=noise, generator=generator)
 
+    def with_generative_decoder(self) -> "WeTok":
+        """This plain model as the start of generative-decoder (GD) training: a new WeTok with
+        `generative_decoder=True`, every weight copied, and the decoder's `conv_in` extended by zero
+        weights for the noise channels (upstream's `lfqgan_pretrain_gan_decoder` stage 2), so it decodes
+        exactly as this model does until the decoder is trained. Save it and fine-tune its decoder with
+        encoder and quantizer frozen (recipes/wetok/gd-stage2.yaml)."""
+        import dataclasses
+
+        if self.cfg.generative_decoder:
+            raise ValueError("This WeTok already has the generative decoder; with_generative_decoder() starts from a plain one.")
+        gd = WeTok(dataclasses.replace(self.cfg, generative_decoder=True)).to(self.device)
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        w = state["decoder.conv_in.weight"]  # [C, z, 3, 3]
+        state["decoder.conv_in.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)  # [C, 2z, 3, 3]: [codes; noise]
+        gd.load_state_dict(state, strict=True)
+        return gd.train(self.training)
+
     def forward(self, x: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None) -> TokenizerOutput:
         """Training pass with straight-through codes and the LFQ losses.
 
