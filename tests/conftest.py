@@ -15,7 +15,9 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Tiny test models run fastest on one thread, and tests that start subprocesses (torchrun) do not
+# oversubscribe the cores.
+torch.set_num_threads(1)
 
 
 def parity_dir(family: str) -> Path:

@@ -87,3 +87,22 @@ def test_convert_and_push_errors(toy_shelf, capsys):
         cli.main(["convert", "toy", "--checkpoint", str(toy_shelf / "nope.ckpt"), "--out", str(toy_shelf / "c2")])
     with pytest.raises(SystemExit, match="no config.json"):
         cli.main(["push", str(toy_shelf), "me/x"])
+
+
+def test_3d_files_go_through_the_cli(tmp_path):
+    """Meshes are read as surface points (zoo.media.mesh) and encoded to multiscale tokens."""
+    import trimesh
+
+    from zoo import registry
+    from zoo.api import Tokens
+
+    spec = registry.family("vat")
+    torch.manual_seed(0)
+    spec.tokenizer(spec.tiny_config).save_pretrained(tmp_path / "vat")
+    trimesh.creation.icosphere(subdivisions=2).export(tmp_path / "sphere.obj")
+    (tmp_path / "broken.obj").write_text("this is not a mesh")
+    rc = cli.main(["encode", str(tmp_path / "vat"), str(tmp_path / "sphere.obj"), str(tmp_path / "broken.obj"),
+                   "--out", str(tmp_path / "out"), "--per-file", "-q"])
+    assert rc == 1  # the broken file is reported, the sphere is encoded
+    t = Tokens.load(tmp_path / "out" / "sphere.tokens")
+    assert t.layout == "multiscale" and t.ids.shape[1] == sum(t.meta["scale_sizes"])

@@ -8,6 +8,10 @@ squares) and feature matching against PatchGAN (images) or MPD + MRD (audio, as 
     python training/train_autoencoder.py RECIPE.yaml [section.key=value ...]
     torchrun --nproc-per-node 8 training/train_autoencoder.py RECIPE.yaml
 
+3D tokenizers (VAT) train on `data.kind: mesh_folder` batches ({"x", "queries", "occupancy"}): the
+model computes its own losses (occupancy BCE, KL, commitment), weighted by `quantizer`, and a stage
+with `continuous: true` trains it without its quantiser (the model's `set_continuous`).
+
 Each step: the generator's micro-batches (forward, loss, backward; the discriminator's own gradients
 from this pass are discarded), one generator update; then, in adversarial stages, the
 discriminator's micro-batches on real and detached generated batches, one discriminator update; EMA.
@@ -49,6 +53,7 @@ class Stage:
     name: str = "reconstruction"
     from_step: int = 0  # the stage with the largest from_step <= step applies
     weights: LossWeights = field(default_factory=lambda: LossWeights(l1=1.0))
+    continuous: bool = False  # bypass the quantiser (a plain VAE stage, as VAT's first); needs set_continuous()
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,25 @@ def stage_at(stages: tuple[Stage, ...], step: int) -> Stage:
     return max(started, key=lambda s: s.from_step)
 
 
+def to_device(batch, device):
+    """A tensor, or a dict of tensors (3D samples), onto the device."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+def check_stages(stages: tuple[Stage, ...], model, kind: str) -> None:
+    if any(s.continuous for s in stages) and not hasattr(model, "set_continuous"):
+        raise ValueError(f"A stage has continuous: true, but {type(model).__name__} has no set_continuous(); "
+                         "only tokenizers with a bypassable quantiser (VAT) train that way.")
+    if kind == "mesh_folder":
+        media_terms = ("l1", "l2", "stft", "mel", "perceptual", "adversarial", "feature_matching")
+        used = sorted({t for s in stages for t in media_terms if getattr(s.weights, t)})
+        if used:
+            raise ValueError(f"3D (mesh_folder) training uses the model's own losses (weight: quantizer); "
+                             f"the stages also set {used}, which compare media and do not apply.")
+
+
 def main(cfg: ProgramConfig, env=os.environ) -> Path:
     info = zd.setup(env, cfg.train.device)
     log = zd.get_logger("train_autoencoder", info)
@@ -102,6 +126,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
 
     zd.seed_all(cfg.train.seed)  # the same initial weights on every rank
     model = build_tokenizer(cfg.model)
+    check_stages(stages, model, cfg.data.kind)
     adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
     d = cfg.discriminator
     disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,
@@ -150,10 +175,13 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     accum, sums, n_logged = cfg.train.grad_accum, {}, 0
 
     for step in range(start, cfg.train.steps):
-        w = stage_at(stages, step).weights
+        stage = stage_at(stages, step)
+        w = stage.weights
+        if hasattr(inner, "set_continuous"):
+            inner.set_continuous(stage.continuous)
         use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
         set_train_mode(inner, cfg.model.freeze)
-        micro = [next(loader).to(info.device, non_blocking=True) for _ in range(accum)]
+        micro = [to_device(next(loader), info.device) for _ in range(accum)]
         batches += accum
 
         # generator
@@ -161,7 +189,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         fakes, terms = [], {}
         for i, x in enumerate(micro):
             with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
-                out = model(x)
+                out = model(**x) if isinstance(x, dict) else model(x)
                 t = {}
                 if w.l1:
                     t["l1"] = w.l1 * L.l1_loss(out.recon, x)
@@ -188,6 +216,10 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             fakes.append(out.recon.detach())
             for k, v in t.items():
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
+            if isinstance(x, dict):  # 3D: log the model's own loss terms one by one
+                for k, v in {**out.losses, **out.metrics}.items():
+                    if v.dim() == 0:
+                        terms[f"model/{k}"] = terms.get(f"model/{k}", 0.0) + float(v.detach()) / accum
             terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
         scaler_g.unscale_(opt_g)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))

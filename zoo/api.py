@@ -284,6 +284,14 @@ class Tokenizer(nn.Module):
     family: ClassVar[str] = ""
     modality: ClassVar[str] = ""
     config_class: ClassVar[type] = object
+    # Optional facts a family overrides (as class attributes or properties):
+    #   sample_rate        audio: the rate the model runs at (inputs are resampled to it)
+    #   input_size         image: (H, W) the model takes; file readers resize and center-crop to it
+    #   max_tokens         variable-length families: the longest sequence; any prefix 1..max decodes
+    #   stochastic_decoder decode draws noise: pass generator= or noise= for reproducible output
+    input_size: ClassVar[tuple[int, int] | None] = None
+    max_tokens: ClassVar[int | None] = None
+    stochastic_decoder: ClassVar[bool] = False
 
     def __init__(self, cfg):
         super().__init__()

@@ -72,7 +72,7 @@ def _run_over_files(args, work) -> int:
     out = Path(args.out)
     failures = []
     stream = pipelines.iter_media(items, tok.modality, num_workers=args.num_workers, mono=args.mono,
-                                  size=getattr(tok, "input_size", None))
+                                  size=getattr(tok, "input_size", None), tokenizer=tok)
     bar = tqdm(total=len(items), unit="item", disable=args.quiet)
     with torch.inference_mode():
         for batch in pipelines.batched(stream, args.batch_size):

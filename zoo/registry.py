@@ -16,7 +16,12 @@ from typing import Any, Callable, Mapping
 # Module names under zoo.tokenizers, in catalogue order. A family is listed here once its module exists.
 FAMILIES: tuple[str, ...] = (
     "wavtokenizer",
+    "xy_tokenizer",
     "flextok",
+    "one_d_piece",
+    "wetok",
+    "selftok",
+    "vat",
 )
 
 

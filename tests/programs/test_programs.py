@@ -117,3 +117,34 @@ def test_wavtokenizer_smoke_two_steps(tmp_path):
     assert [r["step"] for r in rows] == [1, 2] and "adversarial" in rows[1]
     tok = zoo.load(final)
     assert tok.family == "wavtokenizer" and tok.codebook_size == 1024
+
+
+@pytest.fixture(scope="session")
+def mesh_dir(tmp_path_factory):
+    """Four small watertight meshes (trimesh primitives) for the VAT smoke run."""
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("igl")
+    d = tmp_path_factory.mktemp("meshes")
+    for name, m in (("box", trimesh.creation.box((1.0, 0.6, 0.4))), ("ball", trimesh.creation.icosphere(2)),
+                    ("capsule", trimesh.creation.capsule(1.0, 0.3)), ("cylinder", trimesh.creation.cylinder(0.4, 1.2))):
+        m.export(d / f"{name}.ply")
+    return d
+
+
+def test_autoencoder_vat_two_stages_on_meshes(mesh_dir, tmp_path):
+    final = run("train_autoencoder", "vat.yaml", [f"data.paths=[{mesh_dir}]", f"train.run_dir={tmp_path}"])
+    rows = _rows(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert "model/occupancy" in rows[0] and "model/kl" in rows[0] and "model/commitment" not in rows[0]  # VAE stage
+    assert "model/commitment" in rows[1] and "model/codebook" in rows[1]  # the quantiser joined
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    tok = zoo.load(final)
+    assert tok.family == "vat" and not tok.continuous
+    x, _ = tok.example_input(1)
+    assert tok.decode(tok.encode(x), resolution=8).shape == (1, 8, 8, 8)
+
+
+def test_autoencoder_vat_rejects_media_losses_and_continuous_for_others(mesh_dir, tmp_path):
+    with pytest.raises(ValueError, match="do not apply"):
+        run("train_autoencoder", "vat.yaml", [f"data.paths=[{mesh_dir}]", f"train.run_dir={tmp_path}",
+                                              "loss.stages=[{name: a, from_step: 0, weights: {l1: 1.0}}]"])

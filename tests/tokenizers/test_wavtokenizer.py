@@ -288,3 +288,39 @@ def test_bad_config():
         wt.WavTokenizerConfig(bandwidth_id=7)
     with pytest.raises(ValueError, match="no field"):
         wt.WavTokenizer.config_from_dict({"hop": 600})
+
+
+# ---------------------------------------------------------------------------------------------
+# speed paths: same results
+# ---------------------------------------------------------------------------------------------
+def test_encoder_item_chunking_matches_one_pass():
+    m = _tiny()
+    x = _audio(b=3, t=4800)
+    with torch.no_grad():
+        ref = m.encoder(x)  # small batch: one pass
+    m.encoder.chunk_elements = m.cfg.encoder_filters * 4800  # one item per chunk
+    with torch.inference_mode():
+        chunked = m.encoder(x)
+    torch.testing.assert_close(chunked, ref, atol=1e-5, rtol=0)
+
+
+def test_bfloat16_model_runs_and_returns_fp32_audio():
+    m = _tiny()
+    x = _audio(t=4800)
+    ref = m.decode(m.encode(x, sample_rate=SR))
+    mb = _tiny().to(torch.bfloat16)
+    tokens = mb.encode(x, sample_rate=SR)
+    y = mb.decode(tokens)
+    assert y.dtype == torch.float32 and y.shape == ref.shape and torch.isfinite(y).all()
+    assert (y - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+def test_lightning_ckpt_is_read(tmp_path):
+    """Released files are Lightning pickles: {'state_dict': {...}, 'epoch': ..., ...}, read with weights_only."""
+    src = _tiny()
+    torch.save({"state_dict": _official_state_dict(src), "epoch": 3, "global_step": 10}, tmp_path / "w.ckpt")
+    conv = zoo.convert("wavtokenizer", checkpoint=tmp_path / "w.ckpt")
+    x = _audio(t=2400)
+    assert torch.equal(conv.encode(x, sample_rate=SR).ids, src.encode(x, sample_rate=SR).ids)
+    flat = {"state_dict." + k: v for k, v in _official_state_dict(src).items()}
+    assert wt.from_official_config(None, flat, {}).strides == src.cfg.strides

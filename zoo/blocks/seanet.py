@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
@@ -154,8 +155,10 @@ class SEANetEncoder(nn.Module):
         norm: str = "weight_norm",
         pad_mode: str = "reflect",
         alpha: float = 1.0,
+        chunk_elements: int = 1 << 23,
     ):
         super().__init__()
+        self.chunk_elements = chunk_elements
         self.strides = tuple(int(s) for s in strides)
         self.hop_length = math.prod(self.strides)
         common = dict(causal=causal, norm=norm, pad_mode=pad_mode)
@@ -168,10 +171,23 @@ class SEANetEncoder(nn.Module):
                 )
             layers += [nn.ELU(alpha), SConv1d(width, width * 2, stride * 2, stride=stride, **common)]
             width *= 2
+        self._num_conv_layers = len(layers)  # everything before the LSTM: the high-rate conv stack
         if lstm:
             layers.append(SLSTM(width, lstm))
         layers += [nn.ELU(alpha), SConv1d(width, dimension, last_kernel_size, **common)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        """x: [B, channels, T] -> [B, dimension, ceil(T / hop)].
+
+        Without autograd, a large batch runs the high-rate conv stack a few items at a time (so the
+        first stage's activations, up to `chunk_elements` floats, stay in cache; per item the result
+        is the same), then the LSTM and the last conv on the whole batch."""
+        width = self.model[0].conv.out_channels
+        per_item = width * x.shape[-1]
+        if torch.is_grad_enabled() or x.shape[0] == 1 or x.shape[0] * per_item <= self.chunk_elements:
+            return self.model(x)
+        items = max(1, self.chunk_elements // per_item)
+        convs, rest = self.model[: self._num_conv_layers], self.model[self._num_conv_layers :]
+        h = torch.cat([convs(c) for c in x.split(items)])  # [B, C, T / hop]
+        return rest(h)

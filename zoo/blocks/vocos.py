@@ -228,20 +228,21 @@ class ISTFT(nn.Module):
 
     def forward(self, spec: Tensor) -> Tensor:
         if self.padding == "center":
-            return torch.istft(spec, self.n_fft, self.hop_length, self.win_length, self.window, center=True)
+            return torch.istft(spec, self.n_fft, self.hop_length, self.win_length, self.window.float(), center=True)
         pad = (self.win_length - self.hop_length) // 2
         frames = spec.shape[-1]
         ifft = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")  # [B, n_fft, L]
-        ifft = ifft * self.window[None, :, None]
+        window = self.window.float()
+        ifft = ifft * window[None, :, None]
         out_len = (frames - 1) * self.hop_length + self.win_length
         y = F.fold(ifft, (1, out_len), kernel_size=(1, self.win_length), stride=(1, self.hop_length))
         y = y[:, 0, 0, pad : out_len - pad]  # [B, L * hop]
-        env = self._envelope(frames, out_len, spec.device, y.dtype)[pad : out_len - pad]
+        env = self._envelope(window, frames, out_len)[pad : out_len - pad]
         return y / env
 
-    def _envelope(self, frames: int, out_len: int, device, dtype) -> Tensor:
+    def _envelope(self, window: Tensor, frames: int, out_len: int) -> Tensor:
         """Overlap-added squared window: the normaliser of the weighted overlap-add."""
-        wsq = self.window.to(device=device, dtype=dtype).square()[None, :, None].expand(1, -1, frames)
+        wsq = window.square()[None, :, None].expand(1, -1, frames)
         env = F.fold(wsq, (1, out_len), kernel_size=(1, self.win_length), stride=(1, self.hop_length))
         return env.reshape(-1)
 
@@ -260,7 +261,7 @@ class ISTFTHead(nn.Module):
 
     def spectrum(self, x: Tensor) -> Tensor:
         """x: [B, L, dim] -> complex spectrum [B, n_fft // 2 + 1, L]."""
-        h = self.out(x).transpose(1, 2)  # [B, n_fft + 2, L]
+        h = self.out(x).float().transpose(1, 2)  # [B, n_fft + 2, L]; the spectrum is always fp32
         log_mag, phase = h.chunk(2, dim=1)
         mag = torch.exp(log_mag).clamp(max=self.max_magnitude)
         return torch.polar(mag, phase)  # mag * (cos p + i sin p)

@@ -90,10 +90,12 @@ def _tar_items(path: Path, suffixes, prefix: str) -> list[Item]:
 # ----------------------------------------------------------------------------------------------
 # reading media items (shared by encode and eval)
 # ----------------------------------------------------------------------------------------------
-def read_item(item: Item, modality: str, *, mono: bool = False, size=None) -> tuple[Tensor, dict]:
-    """-> (tensor with a batch axis of 1, encode kwargs)."""
+def read_item(item: Item, modality: str, *, mono: bool = False, size=None, tokenizer=None) -> tuple[Tensor, dict]:
+    """-> (tensor with a batch axis of 1, encode kwargs). 3D items need the `tokenizer` (its point count)."""
     from zoo import media
 
+    if modality == "3d":
+        return _read_mesh_item(item, tokenizer), {}
     data = io.BytesIO(item.read_bytes())
     if modality == "audio":
         import soundfile as sf
@@ -124,9 +126,29 @@ def read_item(item: Item, modality: str, *, mono: bool = False, size=None) -> tu
     raise ValueError(f"pipelines read image and audio items; got modality {modality!r}")
 
 
+def _read_mesh_item(item: Item, tokenizer) -> Tensor:
+    """A mesh file (or tar member) -> surface points with normals [1, N, 6], as the tokenizer takes them."""
+    import tempfile
+
+    from zoo.media import mesh
+
+    if tokenizer is None:
+        raise ValueError("reading 3D items needs the tokenizer (its number of surface points)")
+    try:
+        if item.member is None:
+            return mesh.load_points_for(tokenizer, item.path)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(item.member).name
+            path.write_bytes(item.read_bytes())
+            return mesh.load_points_for(tokenizer, path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"could not read as a mesh ({e})") from e
+
+
 class _ItemDataset(torch.utils.data.Dataset):
-    def __init__(self, items, modality, mono, size):
+    def __init__(self, items, modality, mono, size, tokenizer=None):
         self.items, self.modality, self.mono, self.size = items, modality, mono, size
+        self.tokenizer = tokenizer if modality == "3d" else None
 
     def __len__(self):
         return len(self.items)
@@ -134,15 +156,15 @@ class _ItemDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         item = self.items[i]
         try:
-            x, kw = read_item(item, self.modality, mono=self.mono, size=self.size)
+            x, kw = read_item(item, self.modality, mono=self.mono, size=self.size, tokenizer=self.tokenizer)
             return i, x, kw, None
         except (ValueError, OSError, tarfile.TarError) as e:
             return i, None, None, f"{item.key}: {e}"
 
 
-def iter_media(items: list[Item], modality: str, *, num_workers: int = 0, mono: bool = False, size=None):
+def iter_media(items: list[Item], modality: str, *, num_workers: int = 0, mono: bool = False, size=None, tokenizer=None):
     """Yield (index, tensor [1, ...] or None, kwargs, error) in order; reading runs in `num_workers` processes."""
-    ds = _ItemDataset(items, modality, mono, size)
+    ds = _ItemDataset(items, modality, mono, size, tokenizer)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers, shuffle=False)
     yield from loader
 
@@ -297,7 +319,7 @@ def encode_dataset(
     for s, r in todo:
         mine = [items[i] for i in r]
         keys, toks = [], []
-        stream = iter_media(mine, tokenizer.modality, num_workers=num_workers, mono=mono, size=size)
+        stream = iter_media(mine, tokenizer.modality, num_workers=num_workers, mono=mono, size=size, tokenizer=tokenizer)
         for batch in batched(stream, batch_size):
             if batch[0][3] is not None:
                 if strict:

@@ -251,17 +251,7 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
                 else:
                     ax.plot([entry["mean"]["bpp"]], [entry["mean"][metric]], "s", ms=7, label=name)
             ax.set_xscale("log")
-            ax.set_xlabel("bits per pixel")
-            ax.set_ylabel(metric.upper())
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = report_dir / f"rd_{metric}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=90)
-            plt.close(fig)
-            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
-            out.append(path.name)
+            out.append(_save_plot(fig, ax, "bits per pixel", metric.upper(), report_dir / f"rd_{metric}.png"))
     else:
         keys = [k for k in ("pesq_wb", "stoi", "mel_distance") if any(
             e["mean"].get(k) is not None for e in result["tokenizers"].values())]
@@ -269,18 +259,23 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
             fig, ax = plt.subplots(figsize=(6, 4))
             for name, entry in result["tokenizers"].items():
                 ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
-            ax.set_xlabel("kbps")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = report_dir / f"rate_{metric}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=90)
-            plt.close(fig)
-            atomic_write(path, lambda tmp, b=buf: Path(tmp).write_bytes(b.getvalue()))
-            out.append(path.name)
+            out.append(_save_plot(fig, ax, "kbps", metric, report_dir / f"rate_{metric}.png"))
     return out
+
+
+def _save_plot(fig, ax, xlabel: str, ylabel: str, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    return path.name
 
 
 def _fmt(v) -> str:
@@ -297,7 +292,8 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>zoo eval</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px}img{max-width:100%;image-rendering:pixelated}.s{margin:1em 0}</style></head><body>",
+        "padding:4px 8px}img{max-width:100%;image-rendering:pixelated}.s{margin:1em 0}.plots{display:flex;flex-wrap:wrap;"
+        "gap:1em}.plots img{width:480px}</style></head><body>",
         f"<h1>zoo eval: {e(', '.join(result['tokenizers']))}</h1>",
         f"<p>{len(result['items'])} {e(result['modality'])} item(s).</p>",
         "<h2>Means</h2><table>", *rows, "</table>",
@@ -310,7 +306,7 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
                              f"<td>{p['psnr']:.2f}</td><td>{p['ssim']:.3f}</td></tr>")
         parts.append("</table>")
     if plots:
-        parts.append("<h2>Plots</h2>" + "".join(f"<div class='s'><img src='{e(p)}' alt='{e(p)}'></div>" for p in plots))
+        parts.append("<h2>Plots</h2><div class='plots'>" + "".join(f"<img src='{e(p)}' alt='{e(p)}'>" for p in plots) + "</div>")
     parts.append("<h2>Samples</h2>")
     if result["modality"] == "image":
         parts.append("<p>original | reconstruction | |error| x4</p>")

@@ -120,6 +120,8 @@ class VectorQuantizer(Quantizer):
       dim: input channels.
       codebook_size: K.
       codebook_dim: Dc, the lookup space; project_in/project_out are nn.Linear when Dc != dim.
+      output_dim: width of `quantized` (default dim); project_out is nn.Linear(Dc, output_dim) when
+        they differ (Selftok: 512-wide features, 16-wide codes handed on as they are).
       cosine: l2-normalise the projected input and the codebook rows before the lookup (the
         quantized code is then a unit vector, e.g. TiTok / One-D-Piece, Selftok).
       ema_decay: None -> learned codebook (parameter, trained by the codebook loss);
@@ -147,6 +149,7 @@ class VectorQuantizer(Quantizer):
         codebook_size: int,
         codebook_dim: int | None = None,
         *,
+        output_dim: int | None = None,
         cosine: bool = False,
         ema_decay: float | None = None,
         kmeans_init: bool = False,
@@ -169,7 +172,9 @@ class VectorQuantizer(Quantizer):
         self.commitment_weight, self.codebook_weight, self.eps = commitment_weight, codebook_weight, eps
 
         self.project_in = nn.Linear(dim, codebook_dim) if codebook_dim != dim else nn.Identity()
-        self.project_out = nn.Linear(codebook_dim, dim) if codebook_dim != dim else nn.Identity()
+        output_dim = dim if output_dim is None else output_dim
+        self.output_dim = output_dim
+        self.project_out = nn.Linear(codebook_dim, output_dim) if codebook_dim != output_dim else nn.Identity()
 
         codebook = torch.randn(codebook_size, codebook_dim)
         if cosine:

@@ -30,14 +30,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
-KINDS = ("image_folder", "audio_folder", "tar_shards")
+MESH_EXTS = (".obj", ".ply", ".stl", ".off", ".glb")
+KINDS = ("image_folder", "audio_folder", "tar_shards", "mesh_folder")
 
 log = logging.getLogger("zoo.train.data")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    kind: str = "image_folder"  # image_folder | audio_folder | tar_shards
+    kind: str = "image_folder"  # image_folder | audio_folder | tar_shards | mesh_folder
     paths: tuple[str, ...] = ()  # folders (searched recursively) or tar files / folders of .tar
     modality: str = "image"  # what tar shards hold: image | audio (folders imply it)
     batch_size: int = 8  # per process, per micro-step
@@ -54,6 +55,14 @@ class DataConfig:
     sample_rate: int = 24000
     segment_seconds: float = 1.0  # random segment length; shorter clips are zero-padded
     mono: bool = True  # mix channels down (else the file's channels are kept)
+    # meshes (3D): each sample is {"x": surface points + normals, "queries", "occupancy"}
+    num_points: int = 2048  # surface points with normals per shape
+    num_queries: int = 2048  # occupancy query points per shape
+    near_surface: float = 0.5  # fraction of queries near the surface (the rest uniform in [-1, 1]^3)
+    near_sigma: float = 0.03  # std of the Gaussian offset of near-surface queries
+    normalize_bound: float = 0.9  # shapes are normalised into [-bound, bound]^3 (after augmentation)
+    rotate: bool = False  # random 3D rotation per sample
+    scale_range: tuple[float, float] = (1.0, 1.0)  # random per-axis scale before re-normalising
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,6 +297,75 @@ class TarShards(_Base):
         return segment_audio(torch.from_numpy(np.ascontiguousarray(arr.T)), sr, self.cfg, g)
 
 
+class MeshFolder(_Base):
+    """Watertight meshes under folders -> {"x": [N, 6] surface points + normals, "queries": [Q, 3],
+    "occupancy": [Q] in {0, 1}} per sample, in the unit cube, optionally rotated and scaled.
+
+    Meshes are read once; one that is not watertight is an error (on_error: stop) or left out
+    (skip), since its occupancy labels would be wrong. Labels: generalised winding number (libigl)."""
+
+    modality = "3d"
+
+    def __init__(self, cfg: DataConfig):
+        super().__init__(cfg)
+        from zoo.media import mesh as M
+
+        if not 0.0 <= cfg.near_surface <= 1.0:
+            raise ValueError(f"data.near_surface must lie in [0, 1]; got {cfg.near_surface}.")
+        lo, hi = cfg.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"data.scale_range must be (low, high) with 0 < low <= high; got {cfg.scale_range}.")
+        self.items, self.meshes = [], []
+        for path in _files(cfg.paths, MESH_EXTS):
+            try:
+                mesh = M.load_mesh(path)
+                M.check_watertight(mesh, str(path))
+            except ValueError as e:
+                if cfg.on_error == "stop":
+                    raise ValueError(f"{e} (set data.on_error: skip to leave such meshes out).") from e
+                log.warning("%s; leaving it out.", e)
+                continue
+            self.items.append(path)
+            self.meshes.append(M.normalize_mesh(mesh, cfg.normalize_bound))
+        if not self.items:
+            raise ValueError(f"No usable (watertight) meshes under {list(cfg.paths)}.")
+
+    def name(self, i):
+        return str(self.items[i])
+
+    def load(self, i, g):
+        import numpy as np
+
+        from zoo.media import mesh as M
+
+        cfg = self.cfg
+        mesh = self.meshes[i]
+        if cfg.rotate or cfg.scale_range != (1.0, 1.0):
+            transform = np.eye(4)
+            if cfg.rotate:  # uniform random rotation: QR of a Gaussian matrix, signs fixed
+                q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+                q = q * torch.sign(torch.diagonal(r))[None]
+                if torch.det(q) < 0:
+                    q[:, 0] = -q[:, 0]
+                transform[:3, :3] = q.numpy()
+            lo, hi = cfg.scale_range
+            scale = lo + (hi - lo) * torch.rand(3, generator=g, dtype=torch.float64)
+            transform[:3, :3] = np.diag(scale.numpy()) @ transform[:3, :3]
+            mesh = mesh.copy()
+            mesh.apply_transform(transform)
+            mesh = M.normalize_mesh(mesh, cfg.normalize_bound)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        surface = M.sample_surface(mesh, cfg.num_points + cfg.num_queries, seed=seed)  # [N + Q, 6]
+        points = surface[: cfg.num_points]
+        n_near = round(cfg.num_queries * cfg.near_surface)
+        near = surface[cfg.num_points : cfg.num_points + n_near, :3]
+        near = near + cfg.near_sigma * torch.randn(near.shape, generator=g)
+        uniform = torch.rand(cfg.num_queries - n_near, 3, generator=g) * 2 - 1
+        queries = torch.cat([near, uniform]).clamp(-1, 1)  # [Q, 3]
+        occ = M.occupancy(mesh, queries, require_watertight=False).float()  # checked when read
+        return {"x": points, "queries": queries, "occupancy": occ}
+
+
 def build_dataset(cfg: DataConfig) -> Dataset:
     if cfg.kind == "image_folder":
         return ImageFolder(cfg)
@@ -295,6 +373,8 @@ def build_dataset(cfg: DataConfig) -> Dataset:
         return AudioFolder(cfg)
     if cfg.kind == "tar_shards":
         return TarShards(cfg)
+    if cfg.kind == "mesh_folder":
+        return MeshFolder(cfg)
     raise ValueError(f"data.kind must be one of {KINDS}; got {cfg.kind!r}.")
 
 

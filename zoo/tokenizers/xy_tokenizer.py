@@ -1,0 +1,925 @@
+"""XY-Tokenizer: a 1 kbps speech codec with a semantic (Whisper) and an acoustic tower.
+
+Paper: "XY-Tokenizer: Mitigating the Semantic-Acoustic Conflict in Low-Bitrate Speech Codecs",
+Gong et al., arXiv 2506.23325. Upstream: github.com/gyt1145028706/XY-Tokenizer (Apache-2.0, read at
+commit 5df5609) and its copy inside github.com/OpenMOSS/MOSS-TTSD (`XY_Tokenizer/`, Apache-2.0), the
+codec of MOSS-TTSD. Written anew from the paper and a reading of that code; nothing is copied.
+
+    wav 16 kHz -> Whisper log-mel (100 Hz, 80 bins)
+      -> semantic encoder (Whisper-style) -> semantic adapter --+
+      -> acoustic encoder (Whisper-style) ----------------------+-> concat -> pre-RVQ adapter (50 Hz)
+      -> gated down-conv x4 (12.5 Hz) -> weight-normed 1x1 in -> 8-layer RVQ (1024 codes) ...
+    ids [B, 8, T] at 12.5 Hz
+      -> codebook sum -> weight-normed 1x1 out -> post-RVQ adapter -> transposed conv x4 (50 Hz)
+      -> acoustic decoder (Whisper-style, 100 Hz mel-like features) -> Vocos iSTFT (16/24/32 kHz)
+
+Behaviour kept from the official code (see models/xy_tokenizer/NOTES.md):
+- The log-mel is that of the clip zero-padded to the 30 s window, normalised by its own maximum.
+  By default we pad only as far as the valid frames need (`full_window=False`); the codes are the
+  same and the latents equal to float rounding, because every stage masks padded frames.
+- Codes per item: `num_samples // 1280` (floor), as the official `encode()`.
+- Clips longer than 30 s: windows of 30 s with a hop of 20 s; each window contributes the codes
+  of its first 20 s (the official `overlap_seconds=10` policy), so the token stream has no gap and
+  no repeat. Decoding runs windows of 375 codes with a hop of 250 and keeps 250 codes' worth of audio.
+- A batch is decoded as the official code does: codes padded with 0 to the longest item and masked
+  by `Tokens.lengths`; the Vocos convolutions see the padded frames, so the last ~20 ms of a shorter
+  item depend (slightly) on the batch it was decoded in, exactly as upstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, prepare_audio
+from zoo.blocks.vocos import ISTFTHead, VocosBackbone
+from zoo.quantizers.vq import ResidualVQ
+from zoo.registry import FamilySpec, PretrainedCfg, Variant
+
+PAPER = "arXiv:2506.23325"
+UPSTREAM = "https://github.com/gyt1145028706/XY-Tokenizer"
+
+
+# ----------------------------------------------------------------------------------------------
+# config
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StackConfig:
+    """One Whisper-style transformer stack (pre-LN, bidirectional, sinusoidal positions).
+
+    For the encoders input_dim is the mel bins (a conv stem brings it to dim); for the acoustic
+    decoder output_dim is the mel-like feature count (transposed convs bring dim to it). For the
+    adapters a Linear maps input_dim -> dim when they differ, and dim -> output_dim after the stack.
+    """
+
+    input_dim: int = 768
+    dim: int = 768
+    output_dim: int = 768
+    layers: int = 12
+    heads: int = 12
+    ffn_dim: int = 3072
+    max_positions: int = 1500  # rows of the sinusoid table (30 s at 50 Hz; 375 at 12.5 Hz)
+
+
+@dataclass(frozen=True)
+class XYTokenizerConfig:
+    """Defaults: the released fdugyt/XY_Tokenizer (16 kHz in and out, 8 x 1024 codes at 12.5 Hz)."""
+
+    sample_rate: int = 16000  # input rate (all variants)
+    output_sample_rate: int = 16000  # decoded rate: 16000, 24000 or 32000 (follows vocos_hop)
+    n_mels: int = 80
+    mel_n_fft: int = 400
+    mel_hop: int = 160  # 100 Hz features
+    window_seconds: int = 30  # the Whisper window: longest clip one encoder pass sees
+    window_hop_seconds: int = 20  # long clips: each window keeps this many seconds of codes
+    conv_stride: int = 2  # encoder stem / decoder transposed-conv stride (100 <-> 50 Hz)
+    semantic_encoder: StackConfig = StackConfig(80, 768, 768, 12, 12, 3072, 1500)
+    semantic_adapter: StackConfig = StackConfig(768, 768, 768, 4, 12, 3072, 1500)
+    acoustic_encoder: StackConfig = StackConfig(80, 768, 768, 12, 12, 3072, 1500)
+    pre_rvq_adapter: StackConfig = StackConfig(1536, 768, 768, 4, 12, 3072, 1500)
+    downsample: int = 4  # gated down-conv factor (50 -> 12.5 Hz); width pre_rvq.output_dim * 4
+    rvq_dim: int = 512  # RVQ width after the weight-normed input projection
+    num_quantizers: int = 8
+    codebook_size: int = 1024
+    post_rvq_adapter: StackConfig = StackConfig(3072, 768, 3072, 4, 12, 3072, 375)
+    upsample: int = 4  # transposed conv (12.5 -> 50 Hz), 3072 -> 768
+    acoustic_decoder: StackConfig = StackConfig(768, 768, 80, 12, 12, 3072, 1500)
+    vocos_dim: int = 512
+    vocos_intermediate_dim: int = 4096
+    vocos_layers: int = 30
+    vocos_n_fft: int = 640
+    vocos_hop: int = 160  # samples per decoder frame (100 Hz) at output_sample_rate
+
+    def __post_init__(self):
+        stacks = ("semantic_encoder", "semantic_adapter", "acoustic_encoder", "pre_rvq_adapter", "post_rvq_adapter", "acoustic_decoder")
+        for name in stacks:
+            s = getattr(self, name)
+            if isinstance(s, Mapping):  # built from JSON
+                s = config_from_dict(StackConfig, s)
+                object.__setattr__(self, name, s)
+            if not isinstance(s, StackConfig):
+                raise TypeError(f"XYTokenizerConfig.{name} must be a StackConfig or a dict; got {type(s).__name__}.")
+            if s.dim % s.heads:
+                raise ValueError(f"XYTokenizerConfig.{name}: dim={s.dim} is not divisible by heads={s.heads}.")
+        checks = [
+            (self.semantic_encoder.input_dim == self.n_mels, "semantic_encoder.input_dim must equal n_mels"),
+            (self.acoustic_encoder.input_dim == self.n_mels, "acoustic_encoder.input_dim must equal n_mels"),
+            (self.semantic_adapter.input_dim == self.semantic_encoder.dim, "semantic_adapter.input_dim must equal semantic_encoder.dim"),
+            (
+                self.pre_rvq_adapter.input_dim == self.semantic_adapter.output_dim + self.acoustic_encoder.dim,
+                "pre_rvq_adapter.input_dim must equal semantic_adapter.output_dim + acoustic_encoder.dim",
+            ),
+            (
+                self.post_rvq_adapter.input_dim == self.code_dim,
+                "post_rvq_adapter.input_dim must equal pre_rvq_adapter.output_dim * downsample",
+            ),
+            (
+                self.post_rvq_adapter.output_dim == self.acoustic_decoder.dim * self.upsample,
+                "post_rvq_adapter.output_dim must equal acoustic_decoder.dim * upsample",
+            ),
+            (self.acoustic_decoder.output_dim == self.n_mels, "acoustic_decoder.output_dim must equal n_mels (the vocoder input)"),
+            (self.window_hop_seconds <= self.window_seconds, "window_hop_seconds must not exceed window_seconds"),
+            (
+                self.output_sample_rate * self.samples_per_code == self.sample_rate * self.output_samples_per_code,
+                "output_sample_rate must equal sample_rate * (vocos_hop * conv_stride * upsample) / 1280",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"Inconsistent XYTokenizerConfig: {msg}.")
+
+    # derived sizes -------------------------------------------------------------------------------
+    @property
+    def code_dim(self) -> int:
+        return self.pre_rvq_adapter.output_dim * self.downsample
+
+    @property
+    def samples_per_code(self) -> int:
+        """Input samples per code frame (1280 at 16 kHz: 80 ms)."""
+        return self.mel_hop * self.conv_stride * self.downsample
+
+    @property
+    def output_samples_per_code(self) -> int:
+        return self.vocos_hop * self.conv_stride * self.upsample
+
+    @property
+    def window_samples(self) -> int:
+        return self.window_seconds * self.sample_rate
+
+    @property
+    def window_codes(self) -> int:
+        return self.window_samples // self.samples_per_code
+
+    @property
+    def hop_codes(self) -> int:
+        return self.window_hop_seconds * self.sample_rate // self.samples_per_code
+
+
+def _stack_dict(s: StackConfig) -> dict:
+    return dataclasses.asdict(s)
+
+
+# ----------------------------------------------------------------------------------------------
+# feature extractor: Whisper log-mel, written with torch.stft and a slaney mel filterbank
+# ----------------------------------------------------------------------------------------------
+_F_SP, _MIN_LOG_HZ, _MIN_LOG_MEL, _LOGSTEP = 200.0 / 3, 1000.0, 15.0, math.log(6.4) / 27.0
+
+
+def _hz_to_mel_slaney(f: float) -> float:
+    return _MIN_LOG_MEL + math.log(f / _MIN_LOG_HZ) / _LOGSTEP if f >= _MIN_LOG_HZ else f / _F_SP
+
+
+def _mel_to_hz_slaney(m: Tensor) -> Tensor:
+    return torch.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * torch.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), m * _F_SP)
+
+
+def slaney_mel_filters(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None) -> Tensor:
+    """Triangular slaney-scale, slaney-normalised mel filters [n_freqs, n_mels] (librosa / Whisper),
+    computed in float64 and returned as float32."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    mel = torch.linspace(_hz_to_mel_slaney(f_min), _hz_to_mel_slaney(f_max), n_mels + 2, dtype=torch.float64)
+    edges = _mel_to_hz_slaney(mel)  # [n_mels + 2] Hz
+    fft_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
+    diff = edges[1:] - edges[:-1]
+    slopes = edges[None, :] - fft_freqs[:, None]  # [n_freqs, n_mels + 2]
+    down = -slopes[:, :-2] / diff[:-1]
+    up = slopes[:, 2:] / diff[1:]
+    fb = torch.clamp(torch.minimum(down, up), min=0.0)
+    fb = fb * (2.0 / (edges[2:] - edges[:-2]))[None, :]
+    return fb.float()
+
+
+class WhisperLogMel(nn.Module):
+    """wav [B, L] (zero beyond each length) -> log-mel [B, n_mels, L // hop], Whisper's normalisation:
+    log10(max(power, 1e-10)), floored at (per-item max - 8), then (x + 4) / 4.
+
+    The per-item maximum runs over every frame computed, so callers must pass enough trailing zeros
+    for the frames that overlap the signal (XYTokenizer._window_batch does).
+    """
+
+    def __init__(self, n_mels: int = 80, n_fft: int = 400, hop: int = 160, sample_rate: int = 16000):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("filters", slaney_mel_filters(n_fft // 2 + 1, n_mels, sample_rate), persistent=False)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        stft = torch.stft(wav, self.n_fft, self.hop, window=self.window, return_complex=True)  # [B, F, L/hop + 1]
+        power = stft[..., :-1].abs() ** 2  # drop the last frame, as Whisper
+        mel = self.filters.T @ power  # [B, n_mels, frames]
+        log = torch.clamp(mel, min=1e-10).log10()
+        peak = log.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log, peak - 8.0) + 4.0) / 4.0
+
+
+# ----------------------------------------------------------------------------------------------
+# transformer stacks
+# ----------------------------------------------------------------------------------------------
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """Whisper's positional table [length, channels]: [sin | cos] with geometric timescales."""
+    inc = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-inc * torch.arange(channels // 2))
+    t = torch.arange(length)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention, Whisper layout (k_proj without bias); padded keys are masked."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
+        # x: [B, T, D]; key_bias: [B, 1, 1, T], 0 for valid keys and finfo.min for padded ones (a
+        # finite bias, as upstream, so a fully padded item stays finite instead of NaN).
+        b, t, d = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, -1).transpose(1, 2)  # [B, H, T, Dh]
+        k = self.k_proj(x).view(b, t, self.heads, -1).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.heads, -1).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)  # [B, H, T, Dh]
+        return self.out_proj(a.transpose(1, 2).reshape(b, t, d))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LN block: x + attn(LN(x)); x + fc2(gelu(fc1(LN(x))))."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int):
+        super().__init__()
+        self.self_attn = SelfAttention(dim, heads)
+        self.self_attn_layer_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x), key_bias)
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+def _masks(lengths: Tensor, t: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """lengths [B] -> (valid [B, T, 1] bool, additive key bias [B, 1, 1, T])."""
+    valid = torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]  # [B, T]
+    bias = torch.zeros(valid.shape, dtype=dtype, device=lengths.device).masked_fill(~valid, torch.finfo(dtype).min)
+    return valid[:, :, None], bias[:, None, None, :]
+
+
+class Stack(nn.Module):
+    """Positions + layers + final LayerNorm; padded frames zeroed at the end. x: [B, T, D] -> [B, T, D]."""
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__()
+        self.register_buffer("positional_embedding", sinusoids(cfg.max_positions, cfg.dim))
+        self.layers = nn.ModuleList(TransformerLayer(cfg.dim, cfg.heads, cfg.ffn_dim) for _ in range(cfg.layers))
+        self.layer_norm = nn.LayerNorm(cfg.dim)
+
+    def run(self, x: Tensor, lengths: Tensor) -> Tensor:
+        t = x.shape[1]
+        if t > self.positional_embedding.shape[0]:
+            raise ValueError(f"A stack with {self.positional_embedding.shape[0]} positions got {t} frames; windows are at most 30 s.")
+        x = x + self.positional_embedding[:t]
+        valid, bias = _masks(lengths, t, x.dtype)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return torch.where(valid, self.layer_norm(x), 0.0)
+
+
+class AudioEncoder(Stack):
+    """Whisper encoder: conv k3 + GELU, conv k3 stride 2 + GELU, stack. mel [B, M, T] -> [B, D, T/2]."""
+
+    def __init__(self, cfg: StackConfig, stride: int = 2):
+        super().__init__(cfg)
+        self.stride = stride
+        self.conv1 = nn.Conv1d(cfg.input_dim, cfg.dim, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(cfg.dim, cfg.dim, kernel_size=3, stride=stride, padding=1)
+
+    def forward(self, mel: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        h = F.gelu(self.conv2(F.gelu(self.conv1(mel))))  # [B, D, T/2]
+        lengths = lengths // self.stride
+        return self.run(h.transpose(1, 2), lengths).transpose(1, 2), lengths
+
+
+class Adapter(Stack):
+    """Optional Linear in, stack, optional Linear out (applied after the padding mask, as upstream).
+    x: [B, Din, T] -> [B, Dout, T]."""
+
+    def __init__(self, cfg: StackConfig):
+        super().__init__(cfg)
+        self.proj = nn.Linear(cfg.input_dim, cfg.dim) if cfg.input_dim != cfg.dim else None
+        self.out_proj = nn.Linear(cfg.dim, cfg.output_dim) if cfg.output_dim != cfg.dim else None
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        h = x.transpose(1, 2)  # [B, T, Din]
+        if self.proj is not None:
+            h = self.proj(h)
+        h = self.run(h, lengths)
+        if self.out_proj is not None:
+            h = self.out_proj(h)
+        return h.transpose(1, 2)
+
+
+class AudioDecoder(Stack):
+    """Stack at 50 Hz, then transposed convs (k3 s2 + GELU, k3 s1 + GELU) to 100 Hz features,
+    trimmed to exactly stride * T. x: [B, D, T] -> [B, n_mels, 2T]."""
+
+    def __init__(self, cfg: StackConfig, stride: int = 2):
+        super().__init__(cfg)
+        self.stride = stride
+        self.deconv1 = nn.ConvTranspose1d(cfg.dim, cfg.dim, kernel_size=3, stride=stride)
+        self.deconv2 = nn.ConvTranspose1d(cfg.dim, cfg.output_dim, kernel_size=3, stride=1)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        t = x.shape[-1]
+        h = self.run(x.transpose(1, 2), lengths).transpose(1, 2)  # [B, D, T]
+        h = F.gelu(self.deconv2(F.gelu(self.deconv1(h))))
+        return h[:, :, : t * self.stride]
+
+
+class GatedDownConv(nn.Module):
+    """50 -> 12.5 Hz: LayerNorm(W(silu(conv_g x) * conv_u x) + stack-of-4-frames(x)).
+    x: [B, D, T] (T a multiple of `factor`) -> [B, D * factor, T / factor]."""
+
+    def __init__(self, dim: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        width = dim * factor
+        self.gate_proj = nn.Conv1d(dim, width, factor, factor, bias=False)
+        self.up_proj = nn.Conv1d(dim, width, factor, factor, bias=False)
+        self.down_proj = nn.Linear(width, width, bias=False)
+        self.layer_norm = nn.LayerNorm(width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, d, t = x.shape
+        if t % self.factor:  # pad time (upstream pads channels here, harmless only at T=1500)
+            x = F.pad(x, (0, self.factor - t % self.factor))
+        g = self.gate_proj(x).transpose(1, 2)  # [B, T/4, 4D]
+        u = self.up_proj(x).transpose(1, 2)
+        stacked = x.transpose(1, 2).reshape(b, -1, d * self.factor)  # [B, T/4, 4D]: 4 frames side by side
+        return self.layer_norm(self.down_proj(F.silu(g) * u) + stacked).transpose(1, 2)
+
+
+class UpConv(nn.Module):
+    """12.5 -> 50 Hz transposed conv (kernel = stride). x: [B, D * s, T] -> [B, D, T * s]."""
+
+    def __init__(self, dim: int, factor: int):
+        super().__init__()
+        self.up_conv = nn.ConvTranspose1d(dim * factor, dim, kernel_size=factor, stride=factor, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.up_conv(x)
+
+
+def _wn_conv1x1(cin: int, cout: int) -> nn.Conv1d:
+    """1x1 conv with weight norm (g per output channel), the parametrization form of upstream's
+    `torch.nn.utils.weight_norm` (weight_g -> original0, weight_v -> original1)."""
+    return nn.utils.parametrizations.weight_norm(nn.Conv1d(cin, cout, kernel_size=1))
+
+
+# ----------------------------------------------------------------------------------------------
+# the tokenizer
+# ----------------------------------------------------------------------------------------------
+class XYTokenizer(Tokenizer):
+    """XY-Tokenizer: mono speech -> ids [B, 8, T] at 12.5 Hz (layout "rvq") -> audio.
+
+    encode(audio [B, 1, T] float, sample_rate=, lengths=None) or encode([clip [1, T] or [T], ...],
+    sample_rate=): Tokens with ids [B, Q, T_max] (0 beyond each item), lengths [B] in code frames
+    (num_samples // 1280), meta num_samples / sample_rate.
+    decode(tokens) -> audio [B, 1, T_out] at `output_sample_rate`: a padded batch, zero beyond
+    item i's `lengths[i] * output_samples_per_code` samples (see `output_lengths`).
+    """
+
+    family = "xy_tokenizer"
+    modality = "audio"
+    config_class = XYTokenizerConfig
+
+    def __init__(self, cfg: XYTokenizerConfig = XYTokenizerConfig()):
+        super().__init__(cfg)
+        self.mel = WhisperLogMel(cfg.n_mels, cfg.mel_n_fft, cfg.mel_hop, cfg.sample_rate)
+        self.semantic_encoder = AudioEncoder(cfg.semantic_encoder, cfg.conv_stride)
+        self.semantic_encoder_adapter = Adapter(cfg.semantic_adapter)
+        self.acoustic_encoder = AudioEncoder(cfg.acoustic_encoder, cfg.conv_stride)
+        self.pre_rvq_adapter = Adapter(cfg.pre_rvq_adapter)
+        self.downsample = GatedDownConv(cfg.pre_rvq_adapter.output_dim, cfg.downsample)
+        self.quantizer_in = _wn_conv1x1(cfg.code_dim, cfg.rvq_dim)
+        # EMA codebooks as upstream: decay 0.99, k-means init (10 iterations), dead codes below 2 uses
+        # restarted, commitment weight 1; plain Euclidean nearest neighbour, no per-layer projection.
+        self.rvq = ResidualVQ(
+            cfg.rvq_dim, cfg.num_quantizers, cfg.codebook_size, ema_decay=0.99, kmeans_init=True, kmeans_iters=10,
+            dead_code_threshold=2.0, commitment_weight=1.0, eps=1e-5,
+        )
+        self.quantizer_out = _wn_conv1x1(cfg.rvq_dim, cfg.code_dim)
+        self.post_rvq_adapter = Adapter(cfg.post_rvq_adapter)
+        self.upsample = UpConv(cfg.acoustic_decoder.dim, cfg.upsample)
+        self.acoustic_decoder = AudioDecoder(cfg.acoustic_decoder, cfg.conv_stride)
+        self.vocos = VocosBackbone(cfg.n_mels, cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.vocos_layers)
+        self.head = ISTFTHead(cfg.vocos_dim, cfg.vocos_n_fft, cfg.vocos_hop, padding="same")
+
+    # -- contract properties --------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.cfg.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.cfg.num_quantizers
+
+    @property
+    def frame_rate(self) -> float:
+        return self.cfg.sample_rate / self.cfg.samples_per_code
+
+    @property
+    def token_rate(self) -> float:
+        return self.frame_rate * self.cfg.num_quantizers
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def output_sample_rate(self) -> int:
+        return self.cfg.output_sample_rate
+
+    @classmethod
+    def config_from_dict(cls, data: Mapping[str, Any]) -> XYTokenizerConfig:
+        return config_from_dict(XYTokenizerConfig, data)  # nested stacks are rebuilt in __post_init__
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        t = self.cfg.samples_per_code * 6  # 0.48 s
+        x = 0.1 * torch.randn(batch_size, 1, t, generator=generator)
+        return x, {"sample_rate": self.cfg.sample_rate}
+
+    # -- input handling -------------------------------------------------------------------------
+    def _prepare(self, audio, sample_rate, lengths) -> tuple[Tensor, Tensor]:
+        """-> (wav [B, T] at the model rate, zero beyond each length; lengths [B])."""
+        name = "XYTokenizer"
+        if isinstance(audio, (list, tuple)):
+            if lengths is not None:
+                raise ValueError("XYTokenizer.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
+            if not audio:
+                raise ValueError("XYTokenizer.encode got an empty list of clips.")
+            clips = []
+            for i, a in enumerate(audio):
+                if not isinstance(a, Tensor):
+                    raise TypeError(f"XYTokenizer.encode: clip {i} is a {type(a).__name__}; pass tensors [T] or [1, T].")
+                if a.dim() == 1:
+                    a = a[None]
+                if a.dim() != 2:
+                    raise ValueError(f"XYTokenizer.encode: clip {i} must be [T] or [C, T]; got shape {list(a.shape)}.")
+                clips.append(prepare_audio(a[None], name=name, sample_rate=sample_rate, model_rate=self.sample_rate)[0, 0])
+            lens = torch.tensor([c.shape[-1] for c in clips])
+            wav = torch.zeros(len(clips), int(lens.max()))
+            for i, c in enumerate(clips):
+                wav[i, : c.shape[-1]] = c
+            return wav, lens
+        x = prepare_audio(audio, name=name, sample_rate=sample_rate, model_rate=self.sample_rate)
+        b, t = x.shape[0], x.shape[-1]
+        if lengths is None:
+            lens = torch.full((b,), t, dtype=torch.long)
+        else:
+            lens = torch.as_tensor(lengths).reshape(-1)
+            if lens.is_floating_point() or lens.numel() != b:
+                raise ValueError(f"XYTokenizer.encode: lengths must hold {b} integers (samples per item); got {lengths!r}.")
+            lens = lens.long().cpu()
+            if sample_rate is not None and int(sample_rate) != self.sample_rate:  # lengths were given at the input rate
+                lens = (lens * self.sample_rate + int(sample_rate) // 2) // int(sample_rate)
+                lens = lens.clamp(max=t)
+            if int(lens.min()) < 1 or int(lens.max()) > t:
+                raise ValueError(f"XYTokenizer.encode: lengths must lie in [1, {t}] (the padded length); got {lens.tolist()}.")
+        valid = torch.arange(t)[None, :] < lens[:, None]
+        return x[:, 0] * valid.to(x.device), lens
+
+    # -- encode ---------------------------------------------------------------------------------
+    def encode(self, audio, sample_rate: int | None = None, lengths=None, *, full_window: bool = False,
+               max_batch: int = 16) -> Tokens:
+        """audio [B, 1, T] (+ lengths [B] in samples at `sample_rate`) or a list of clips -> Tokens.
+
+        full_window=True computes every window at its full 30 s as upstream does (same codes,
+        slower); the default pads each window only as far as its valid frames need.
+        max_batch: windows per encoder pass (memory bound for long clips or big batches).
+        """
+        wav, lens = self._prepare(audio, sample_rate, lengths)
+        cfg = self.cfg
+        n_codes = lens // cfg.samples_per_code  # upstream's count: a trailing partial frame is dropped
+        if int(n_codes.min()) < 1:
+            short = [i for i, n in enumerate(n_codes.tolist()) if n < 1]
+            raise ValueError(
+                f"XYTokenizer needs at least {cfg.samples_per_code} samples at {cfg.sample_rate} Hz "
+                f"({1000 * cfg.samples_per_code / cfg.sample_rate:g} ms, one code frame) per clip; item(s) {short} are shorter."
+            )
+        wav = wav.to(self.device)
+        with torch.inference_mode():
+            # every (item, window) pair with audio in it: window w starts at w * hop seconds
+            hop = cfg.window_hop_seconds * cfg.sample_rate
+            n_win = (lens + hop - 1) // hop  # windows per item (upstream: ceil(len / hop))
+            items = torch.repeat_interleave(torch.arange(len(lens)), n_win)
+            starts = torch.cat([torch.arange(int(n)) * hop for n in n_win])
+            win_lens = torch.clamp(lens[items] - starts, max=cfg.window_samples)
+            keep = torch.clamp(win_lens // cfg.samples_per_code, max=cfg.hop_codes)  # codes each window contributes
+            ids = torch.zeros(len(lens), cfg.num_quantizers, int(n_codes.max()), dtype=torch.long)
+            for s in range(0, len(items), max_batch):
+                sl = slice(s, s + max_batch)
+                chunk = self._window_batch(wav, items[sl], starts[sl], win_lens[sl], full_window)
+                codes = self._encode_windows(chunk, win_lens[sl]).cpu()  # [N, Q, Tq]
+                for j, (i, st, k) in enumerate(zip(items[sl].tolist(), starts[sl].tolist(), keep[sl].tolist())):
+                    c0 = st // cfg.samples_per_code
+                    ids[i, :, c0 : c0 + k] = codes[j, :, :k]
+        meta = self.token_meta(sample_rate=cfg.sample_rate, num_samples=lens.tolist(), frame_rate=self.frame_rate)
+        return Tokens(ids=ids.to(self.device), layout="rvq", lengths=n_codes.to(self.device), meta=meta)
+
+    def _window_batch(self, wav: Tensor, items: Tensor, starts: Tensor, win_lens: Tensor, full_window: bool) -> Tensor:
+        """Cut windows [N, L] (zero beyond each window's length). L is the full 30 s window, or the
+        shortest length that keeps every valid frame exact: all STFT frames that touch the signal
+        (for the per-clip maximum) plus one frame of the conv stem's context, rounded to a whole
+        code frame."""
+        cfg = self.cfg
+        if full_window:
+            width = cfg.window_samples
+        else:
+            need = int(win_lens.max()) + cfg.mel_n_fft + cfg.mel_hop
+            width = min(-(-need // cfg.samples_per_code) * cfg.samples_per_code, cfg.window_samples)
+        dev = wav.device
+        offs = torch.arange(width, device=dev)
+        padded = F.pad(wav, (0, width))  # so every window index is in range
+        out = padded[items.to(dev)[:, None], starts.to(dev)[:, None] + offs[None, :]]  # [N, L]
+        return out * (offs[None, :] < win_lens.to(dev)[:, None])
+
+    def _encode_windows(self, wav: Tensor, win_lens: Tensor) -> Tensor:
+        """wav [N, L] (one window each, L <= 30 s) -> ids [N, Q, L / 1280]."""
+        z, _ = self._latent(wav, win_lens.to(wav.device))
+        return self.rvq(self.quantizer_in(z).transpose(1, 2)).ids.transpose(1, 2)  # [N, Q, Tq]
+
+    def _latent(self, wav: Tensor, win_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """wav [N, L] -> (pre-quantization latent [N, code_dim, L / 1280], valid code frames [N])."""
+        mel = self.mel(wav)  # [N, n_mels, L / hop]
+        mel_lens = -(-win_lens // self.cfg.mel_hop)  # frames whose centre lies in the signal
+        sem, enc_lens = self.semantic_encoder(mel, mel_lens)
+        sem = self.semantic_encoder_adapter(sem, enc_lens)
+        aco, _ = self.acoustic_encoder(mel, mel_lens)
+        h = self.pre_rvq_adapter(torch.cat([sem, aco], dim=1), enc_lens)  # [N, D, T50]
+        return self.downsample(h), enc_lens // self.cfg.downsample
+
+    # -- decode ---------------------------------------------------------------------------------
+    def output_lengths(self, tokens: Tokens) -> Tensor:
+        """Samples of each decoded item at output_sample_rate: lengths * output_samples_per_code."""
+        n = tokens.lengths if tokens.lengths is not None else torch.full((tokens.batch_size,), tokens.ids.shape[-1])
+        return n.cpu() * self.cfg.output_samples_per_code
+
+    def decode(self, tokens: Tokens) -> Tensor:
+        """Tokens (layout "rvq", ids [B, Q, T]) -> audio [B, 1, T * samples/code] at output_sample_rate,
+        zero beyond each item's `output_lengths`."""
+        self.check_tokens(tokens)
+        cfg = self.cfg
+        if tokens.layout != "rvq" or tokens.ids.dim() != 3:
+            raise ValueError(f"XYTokenizer decodes layout 'rvq' ids [B, Q, T]; got layout {tokens.layout!r} with shape {list(tokens.ids.shape)}.")
+        if tokens.ids.shape[1] != cfg.num_quantizers:
+            raise ValueError(
+                f"XYTokenizer decodes all {cfg.num_quantizers} residual layers; got {tokens.ids.shape[1]}. "
+                "The released decoder was trained without quantizer dropout, so fewer layers are not supported."
+            )
+        ids = tokens.ids.to(self.device)
+        b, _, t = ids.shape
+        lens = tokens.lengths.to(self.device) if tokens.lengths is not None else torch.full((b,), t, device=self.device)
+        if int(lens.min()) < 1 or int(lens.max()) > t:
+            raise ValueError(f"Tokens.lengths must lie in [1, {t}]; got {lens.tolist()}.")
+        spc = cfg.output_samples_per_code
+        out = torch.zeros(b, 1, t * spc, device=self.device)
+        with torch.inference_mode():
+            ids = ids.masked_fill(torch.arange(t, device=ids.device)[None, None, :] >= lens[:, None, None], 0)  # pad with 0, as upstream
+            # upstream's schedule: windows of 375 codes every 250; each keeps its first 250 codes' audio
+            for start in range(0, t, cfg.hop_codes):
+                end = min(start + cfg.window_codes, t)
+                w_lens = torch.clamp(lens - start, 0, end - start)
+                if int(w_lens.max()) == 0:
+                    continue
+                keep = min(end - start, cfg.hop_codes)
+                y = self._decode_window(ids[:, :, start:end], w_lens)  # [B, (end - start) * spc]
+                out[:, 0, start * spc : (start + keep) * spc] = y[:, : keep * spc]
+            out = out * (torch.arange(t * spc, device=self.device)[None, None, :] < (lens * spc)[:, None, None])
+        return out
+
+    def _decode_window(self, ids: Tensor, lens: Tensor) -> Tensor:
+        """ids [B, Q, T] (T <= 375), lens [B] -> audio [B, T * output_samples_per_code]."""
+        z = self.quantizer_out(self.rvq.ids_to_quantized(ids.transpose(1, 2)).transpose(1, 2))  # [B, code_dim, T]
+        return self._synthesize(z, lens)
+
+    def _synthesize(self, z: Tensor, lens: Tensor) -> Tensor:
+        h = self.upsample(self.post_rvq_adapter(z, lens))  # [B, D, 4T]
+        feats = self.acoustic_decoder(h, lens * self.cfg.upsample)  # [B, n_mels, 8T]
+        return self.head(self.vocos(feats))  # [B, 8T * hop]
+
+    # -- training forward -----------------------------------------------------------------------
+    def forward(self, audio: Tensor, sample_rate: int | None = None) -> TokenizerOutput:
+        """Differentiable pass for clips of at most one window: recon [B, 1, T'] at the output rate
+        (T' = T // 1280 * samples/code), tokens, losses {"commitment"}; in train mode the codebooks
+        follow upstream's EMA / k-means / dead-code rules (zoo.quantizers.vq)."""
+        cfg = self.cfg
+        if sample_rate is None:
+            sample_rate = cfg.sample_rate
+        x = prepare_audio(audio, name="XYTokenizer", sample_rate=sample_rate, model_rate=cfg.sample_rate)
+        t = x.shape[-1] // cfg.samples_per_code * cfg.samples_per_code
+        if t < cfg.samples_per_code or t > cfg.window_samples:
+            raise ValueError(f"XYTokenizer.forward takes clips of {cfg.samples_per_code} to {cfg.window_samples} samples; got {x.shape[-1]}.")
+        wav = x[:, 0, :t]
+        lens = torch.full((wav.shape[0],), t, device=wav.device)
+        padded = F.pad(wav, (0, min(cfg.mel_n_fft + cfg.mel_hop, cfg.window_samples - t) // cfg.mel_hop * cfg.mel_hop))
+        z, code_lens = self._latent(padded, lens)
+        n = t // cfg.samples_per_code
+        q = self.rvq(self.quantizer_in(z[:, :, :n]).transpose(1, 2))  # quantized [B, n, rvq_dim], ids [B, n, Q]
+        recon = self._synthesize(self.quantizer_out(q.quantized.transpose(1, 2)), torch.full_like(lens, n))
+        tokens = Tokens(ids=q.ids.detach().transpose(1, 2), layout="rvq", meta=self.token_meta(sample_rate=cfg.sample_rate))
+        return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics))
+
+
+# ----------------------------------------------------------------------------------------------
+# official checkpoints
+# ----------------------------------------------------------------------------------------------
+# Keys of the official checkpoints that nothing of ours uses. None: the codebook EMA state
+# (`cluster_size`, `embed_avg`, `inited`) maps onto the shared ResidualVQ's EMA buffers, so that
+# fine-tuning continues the EMA. Any key we do not know is passed through under its own name, so
+# strict loading names it.
+TRAINING_ONLY_KEYS: tuple[str, ...] = ()
+
+# Key renames, first match wins (applied after the vocoder prefix and the HF-port spellings are
+# normalised): official -> ours.
+_RENAMES = (
+    (r"^vocos\.backbone\.", "vocos."),
+    (r"^vocos\.head\.", "head."),
+    (r"^quantizer\.input_proj\.weight_g$", "quantizer_in.parametrizations.weight.original0"),
+    (r"^quantizer\.input_proj\.weight_v$", "quantizer_in.parametrizations.weight.original1"),
+    (r"^quantizer\.input_proj\.bias$", "quantizer_in.bias"),
+    (r"^quantizer\.output_proj\.weight_g$", "quantizer_out.parametrizations.weight.original0"),
+    (r"^quantizer\.output_proj\.weight_v$", "quantizer_out.parametrizations.weight.original1"),
+    (r"^quantizer\.output_proj\.bias$", "quantizer_out.bias"),
+    (r"^quantizer\.quantizers\.(\d+)\.codebook$", r"rvq.layers.\1.codebook"),
+    (r"^quantizer\.quantizers\.(\d+)\.cluster_size$", r"rvq.layers.\1.cluster_size"),
+    (r"^quantizer\.quantizers\.(\d+)\.embed_avg$", r"rvq.layers.\1.embed_sum"),
+    (r"^quantizer\.quantizers\.(\d+)\.inited$", r"rvq.layers.\1.initialized"),
+)
+
+
+def _normalise_key(k: str) -> str:
+    """Bring the three official spellings to one: gyt (`vocos.`), MOSS-TTSD (`enhanced_vocos.`) and
+    the transformers-style port (`mlp.fc1`, parametrized weight norm)."""
+    k = re.sub(r"^enhanced_vocos\.", "vocos.", k)
+    k = re.sub(r"\.mlp\.(fc[12])\.", r".\1.", k)
+    k = k.replace(".parametrizations.weight.original0", ".weight_g").replace(".parametrizations.weight.original1", ".weight_v")
+    return k
+
+
+def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: XYTokenizerConfig) -> dict[str, Tensor]:
+    """Official XY-Tokenizer keys -> ours: the vocoder's `backbone.`/`head.` split becomes
+    `vocos.`/`head.`; the weight-normed RVQ projections become parametrized 1x1 convs; each
+    `quantizer.quantizers.{i}` (codebook + EMA state) becomes `rvq.layers.{i}` of the shared
+    ResidualVQ (`embed_avg` -> `embed_sum`, the [1] bool `inited` -> the 0-d `initialized`)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        k = _normalise_key(key)
+        if any(re.fullmatch(p, k) for p in TRAINING_ONLY_KEYS):
+            continue
+        for pattern, repl in _RENAMES:
+            if re.search(pattern, k):
+                k = re.sub(pattern, repl, k)
+                break
+        if k.endswith(".initialized"):
+            value = value.reshape(())
+        out[k] = value
+    return out
+
+
+def _layers(sd: Mapping[str, Tensor], prefix: str) -> int:
+    idx = {int(m.group(1)) for k in sd for m in [re.match(re.escape(prefix) + r"layers\.(\d+)\.", k)] if m}
+    return max(idx) + 1 if idx else 0
+
+
+def _infer_config(sd: Mapping[str, Tensor]) -> XYTokenizerConfig:
+    """A config from the shapes of an official state dict (the released pickles ship none).
+    Attention heads are not in the shapes: head width 64 is assumed (Whisper-small: 768 / 12)."""
+    sd = {_normalise_key(k): v for k, v in sd.items()}
+    need = ("semantic_encoder.conv1.weight", "quantizer.input_proj.weight_v", "vocos.head.out.weight")
+    missing = [k for k in need if k not in sd]
+    if missing:
+        raise ValueError(
+            f"This does not look like an XY-Tokenizer checkpoint: no {missing}. Pass the official config "
+            "(YAML with generator_params) if the layout differs."
+        )
+
+    def stack(prefix: str, *, positions_key="positional_embedding") -> StackConfig:
+        p, d = sd[f"{prefix}.{positions_key}"].shape
+        ffn = sd[f"{prefix}.layers.0.fc1.weight"].shape[0]
+        din = sd[f"{prefix}.proj.weight"].shape[1] if f"{prefix}.proj.weight" in sd else d
+        dout = sd[f"{prefix}.out_proj.weight"].shape[0] if f"{prefix}.out_proj.weight" in sd else d
+        return StackConfig(din, d, dout, _layers(sd, prefix + "."), max(1, d // 64), ffn, p)
+
+    n_mels = sd["semantic_encoder.conv1.weight"].shape[1]
+    sem = dataclasses.replace(stack("semantic_encoder"), input_dim=n_mels)
+    aco = dataclasses.replace(stack("acoustic_encoder"), input_dim=n_mels)
+    dec = dataclasses.replace(stack("acoustic_decoder"), output_dim=sd["acoustic_decoder.deconv2.weight"].shape[1])
+    n_fft = sd["vocos.head.out.weight"].shape[0] - 2
+    hop = n_fft // 4  # every release: 640/160, 960/240, 1280/320
+    upsample = sd["upsample.up_conv.weight"].shape[2]
+    n_q = len({k for k in sd if re.fullmatch(r"quantizer\.quantizers\.\d+\.codebook", k)})
+    cfg = dict(
+        n_mels=n_mels,
+        semantic_encoder=sem,
+        semantic_adapter=stack("semantic_encoder_adapter"),
+        acoustic_encoder=aco,
+        pre_rvq_adapter=stack("pre_rvq_adapter"),
+        downsample=sd["downsample.gate_proj.weight"].shape[2],
+        rvq_dim=sd["quantizer.input_proj.weight_v"].shape[0],
+        num_quantizers=n_q,
+        codebook_size=sd["quantizer.quantizers.0.codebook"].shape[0],
+        post_rvq_adapter=stack("post_rvq_adapter"),
+        upsample=upsample,
+        acoustic_decoder=dec,
+        vocos_dim=sd["vocos.backbone.embed.weight"].shape[0],
+        vocos_intermediate_dim=sd["vocos.backbone.convnext.0.pwconv1.weight"].shape[0],
+        vocos_layers=len({k.split(".")[3] for k in sd if k.startswith("vocos.backbone.convnext.")}),
+        vocos_n_fft=n_fft,
+        vocos_hop=hop,
+        output_sample_rate=16000 * hop * 2 * upsample // (160 * 2 * sd["downsample.gate_proj.weight"].shape[2]),
+    )
+    return XYTokenizerConfig(**cfg)
+
+
+def _require(section: Mapping, key: str, where: str):
+    if key not in section:
+        raise ValueError(f"XY-Tokenizer config: {where} has no {key!r}; it holds {sorted(section)}.")
+    return section[key]
+
+
+def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor] | None = None,
+                         metadata: Mapping | None = None) -> XYTokenizerConfig:
+    """Official config (YAML `{sample_rate | input_sample_rate, generator_params: {...}}`, the bare
+    `generator_params` mapping, or the parity fixture's config.json) -> XYTokenizerConfig.
+    With config=None the shapes of `state_dict` decide (the released pickles carry no config)."""
+    if config is None:
+        if state_dict is None:
+            raise ValueError("XY-Tokenizer conversion needs the official config or the checkpoint's state dict.")
+        return _infer_config(state_dict)
+    gp = config.get("generator_params", config)
+    if "semantic_encoder_kwargs" not in gp:
+        raise ValueError(
+            "XY-Tokenizer config: expected the official schema (generator_params with semantic_encoder_kwargs, "
+            f"quantizer_kwargs, vocos_kwargs, ...); got keys {sorted(gp)}."
+        )
+    in_sr = int(gp.get("input_sample_rate", gp.get("sample_rate", config.get("sample_rate", 16000))))
+    fe = gp.get("feature_extractor_kwargs", {})
+    q = _require(gp, "quantizer_kwargs", "generator_params")
+    if q.get("codebook_dim", q["rvq_dim"]) != q["rvq_dim"]:
+        raise ValueError(
+            f"XY-Tokenizer: codebook_dim ({q['codebook_dim']}) != rvq_dim ({q['rvq_dim']}) adds per-layer projections "
+            "that no release uses; this port supports codebook_dim == rvq_dim."
+        )
+    if q["input_dim"] == q["rvq_dim"] or q.get("output_dim", q["input_dim"]) == q["rvq_dim"]:
+        raise ValueError("XY-Tokenizer: this port expects the RVQ input/output projections (rvq_dim different from input_dim/output_dim), as every release has.")
+
+    def whisper(kw: Mapping, where: str, *, decoder: bool = False) -> StackConfig:
+        if kw.get("kernel_size", 3) != 3:
+            raise ValueError(f"XY-Tokenizer {where}: kernel_size {kw['kernel_size']} is not supported (the released 3 is).")
+        if kw.get("activation_function", "gelu") != "gelu":
+            raise ValueError(f"XY-Tokenizer {where}: activation {kw['activation_function']!r} is not supported (gelu is).")
+        pre = "decoder" if decoder else "encoder"
+        positions = (int(kw.get("max_audio_seconds", 30)) * int(kw.get("sampling_rate", in_sr)) // int(kw.get("hop_length", 160))) // int(kw.get("stride_size", 2))
+        d, mels = int(kw["d_model"]), int(kw.get("num_mel_bins", 128))
+        return StackConfig(
+            input_dim=d if decoder else mels, dim=d, output_dim=mels if decoder else d,
+            layers=int(kw[f"{pre}_layers"]), heads=int(kw[f"{pre}_attention_heads"]), ffn_dim=int(kw[f"{pre}_ffn_dim"]),
+            max_positions=positions,
+        )
+
+    def adapter(kw: Mapping) -> StackConfig:
+        d = int(kw["d_model"])
+        return StackConfig(
+            input_dim=int(kw.get("input_dim", d)), dim=d, output_dim=int(kw.get("output_dim", d)),
+            layers=int(kw["encoder_layers"]), heads=int(kw["encoder_attention_heads"]), ffn_dim=int(kw["encoder_ffn_dim"]),
+            max_positions=int(kw.get("max_source_positions", 1500)),
+        )
+
+    sem_kw = _require(gp, "semantic_encoder_kwargs", "generator_params")
+    voc = _require(gp, "vocos_kwargs", "generator_params")
+    if voc.get("padding", "same") != "same":
+        raise ValueError(f"XY-Tokenizer vocos padding {voc['padding']!r} is not supported ('same' is).")
+    up = int(_require(gp, "upsample_kwargs", "generator_params").get("stride", 4))
+    stride = int(sem_kw.get("stride_size", 2))
+    hop = int(voc.get("hop_size", 160))
+    down = int(_require(gp, "downsample_kwargs", "generator_params").get("avg_pooler", 4))
+    mel_hop = int(fe.get("hop_length", 160))
+    out_sr = in_sr * hop * stride * up // (mel_hop * stride * down)
+    if "output_sample_rate" in gp and int(gp["output_sample_rate"]) != out_sr:
+        raise ValueError(f"XY-Tokenizer config: output_sample_rate {gp['output_sample_rate']} disagrees with the vocoder hop {hop} ({out_sr} Hz).")
+    return XYTokenizerConfig(
+        sample_rate=in_sr,
+        output_sample_rate=out_sr,
+        n_mels=int(fe.get("feature_size", 80)),
+        mel_n_fft=int(fe.get("n_fft", 400)),
+        mel_hop=mel_hop,
+        window_seconds=int(fe.get("chunk_length", 30)),
+        conv_stride=stride,
+        semantic_encoder=whisper(sem_kw, "semantic_encoder_kwargs"),
+        semantic_adapter=adapter(_require(gp, "semantic_encoder_adapter_kwargs", "generator_params")),
+        acoustic_encoder=whisper(_require(gp, "acoustic_encoder_kwargs", "generator_params"), "acoustic_encoder_kwargs"),
+        pre_rvq_adapter=adapter(_require(gp, "pre_rvq_adapter_kwargs", "generator_params")),
+        downsample=down,
+        rvq_dim=int(q["rvq_dim"]),
+        num_quantizers=int(q["num_quantizers"]),
+        codebook_size=int(q["codebook_size"]),
+        post_rvq_adapter=adapter(_require(gp, "post_rvq_adapter_kwargs", "generator_params")),
+        upsample=up,
+        acoustic_decoder=whisper(_require(gp, "acoustic_decoder_kwargs", "generator_params"), "acoustic_decoder_kwargs", decoder=True),
+        vocos_dim=int(voc.get("dim", 512)),
+        vocos_intermediate_dim=int(voc.get("intermediate_dim", 4096)),
+        vocos_layers=int(voc.get("num_layers", 30)),
+        vocos_n_fft=int(voc.get("n_fft", 640)),
+        vocos_hop=hop,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# catalogue
+# ----------------------------------------------------------------------------------------------
+def _with_vocoder(n_fft: int, hop: int, rate: int) -> XYTokenizerConfig:
+    return dataclasses.replace(XYTokenizerConfig(), vocos_n_fft=n_fft, vocos_hop=hop, output_sample_rate=rate)
+
+
+TINY_CONFIG = XYTokenizerConfig(
+    semantic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
+    semantic_adapter=StackConfig(32, 32, 32, 1, 2, 64, 1500),
+    acoustic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
+    pre_rvq_adapter=StackConfig(64, 32, 32, 1, 2, 64, 1500),
+    rvq_dim=16,
+    codebook_size=256,
+    post_rvq_adapter=StackConfig(128, 32, 128, 1, 2, 64, 375),
+    acoustic_decoder=StackConfig(32, 32, 80, 1, 2, 64, 1500),
+    vocos_dim=32,
+    vocos_intermediate_dim=64,
+    vocos_layers=1,
+)
+
+# The embedded `xy-tokenizer-tiny-16k` (models/xy_tokenizer/tiny-16k, recipes/xy_tokenizer/tiny-cpu.yaml):
+# 0.85 M parameters, 8 x 256 codes at 12.5 Hz (800 bps), trained here on CPU.
+TINY_16K_CONFIG = XYTokenizerConfig(
+    semantic_encoder=StackConfig(80, 64, 64, 1, 4, 128, 1500),
+    semantic_adapter=StackConfig(64, 64, 64, 1, 4, 128, 1500),
+    acoustic_encoder=StackConfig(80, 64, 64, 2, 4, 128, 1500),
+    pre_rvq_adapter=StackConfig(128, 64, 64, 1, 4, 128, 1500),
+    rvq_dim=32,
+    codebook_size=256,
+    post_rvq_adapter=StackConfig(256, 64, 256, 1, 4, 128, 375),
+    acoustic_decoder=StackConfig(64, 64, 80, 2, 4, 128, 1500),
+    vocos_dim=64,
+    vocos_intermediate_dim=192,
+    vocos_layers=4,
+)
+
+_LICENSE = "apache-2.0"
+VARIANTS = (
+    Variant(
+        name="xy-tokenizer-16k",
+        config=XYTokenizerConfig(),
+        pretrained=PretrainedCfg(hub_id="fdugyt/XY_Tokenizer", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        description="XY-Tokenizer (paper model, Emilia): 16 kHz speech, 8 x 1024 RVQ codes at 12.5 Hz (1 kbps), 16 kHz decoder.",
+    ),
+    Variant(
+        name="xy-tokenizer-ttsd-24k",
+        config=_with_vocoder(960, 240, 24000),
+        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        description="MOSS-TTSD v0.5 codec: the XY-Tokenizer encoder with a 24 kHz Vocos decoder (same 1 kbps tokens).",
+    ),
+    Variant(
+        name="xy-tokenizer-ttsd-32k",
+        config=_with_vocoder(1280, 320, 32000),
+        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0_32k", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        description="MOSS-TTSD codec with a 32 kHz Vocos decoder retrained on full-band data (same 1 kbps tokens).",
+    ),
+    Variant(
+        name="xy-tokenizer-tiny-16k",
+        config=TINY_16K_CONFIG,
+        embedded="xy_tokenizer/tiny-16k",
+        official=False,
+        description="A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model).",
+    ),
+)
+
+FAMILY = FamilySpec(
+    name="xy_tokenizer",
+    tokenizer=XYTokenizer,
+    config=XYTokenizerConfig,
+    variants=VARIANTS,
+    remap_state_dict=remap_state_dict,
+    from_official_config=from_official_config,
+    paper=PAPER,
+    upstream=UPSTREAM,
+    description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.",
+    tiny_config=TINY_CONFIG,
+)
