@@ -101,7 +101,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                 quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
                 loss = flow + quant
             scaler.scale(loss / accum).backward()
-            for k, v in (("loss", loss), ("flow", flow), ("quantizer", quant), *out.losses.items()):
+            other = [(k, v) for k, v in out.losses.items() if k not in ("loss", "flow", "quantizer")]  # e.g. repa
+            for k, v in (("loss", loss), ("flow", flow), ("quantizer", quant), *other):
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
         scaler.unscale_(opt)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))
