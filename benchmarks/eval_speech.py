@@ -146,7 +146,8 @@ def main(argv=None) -> dict:
                 if mode is None:
                     with torch.inference_mode():
                         rec = resample(tok.decode(tok.encode(wav[None, None], sample_rate=RATE))[0], out_rate, RATE)[0]
-                    ref = wav[: rec.shape[-1]]
+                    n = min(rec.shape[-1], wav.shape[-1])  # resampling back may add a sample
+                    rec, ref = rec[:n], wav[:n]
                 else:
                     rec, ref = codec2_roundtrip(wav, mode, delays[mode]), wav
                 pairs.append((rec.float(), ref.float()))

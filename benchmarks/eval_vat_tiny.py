@@ -1,6 +1,6 @@
 """Measure a trained VAT on held-out meshes and publish it as an embedded default (card + metrics.json).
 
-    python models/vat/evaluate.py RUN_FINAL_DIR OUT_DIR [--heldout data/meshes/vat/heldout] [--resolution 64]
+    python benchmarks/eval_vat_tiny.py RUN_FINAL_DIR OUT_DIR [--heldout data/meshes/vat/heldout] [--resolution 64]
 
 For each held-out mesh (normalised into [-0.9, 0.9]^3, surface sampled with the model's num_points,
 seed 0): encode -> decode at the grid resolution -> marching cubes, then against the original surface
@@ -128,7 +128,7 @@ def main(argv=None):
     metrics["protocol"] = (f"{r}^3 grid in [-1,1]^3, marching cubes at 0.5; Chamfer (L2 distances, mean of both "
                            f"directions) and F-score from {SAMPLES} surface samples per mesh; shapes in [-0.9,0.9]^3")
     metrics["paper target (Objaverse, 512-byte setting)"] = "F-score 92% (not comparable: other data, thresholds, size)"
-    command = "python models/vat/evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/eval_vat_tiny.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     tok.save_pretrained(out, metrics=metrics, training=args.training or None,
                         description=zoo.registry.lookup("vat-tiny")[1].description)

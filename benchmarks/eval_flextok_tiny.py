@@ -6,7 +6,7 @@ with the model's default sampler settings and a fixed seed. Baselines at a simil
 log2(64000) = 15.97): plain downsampling to s x s pixels at 8 bits per channel then bicubic upsampling
 (s*s*24 bits), and JPEG / WebP at their lowest quality (Pillow; headers included in the bytes).
 
-    python models/flextok/measure_tiny.py models/flextok/tiny-64 [--data runs/data/flextok-photos/heldout]
+    python benchmarks/eval_flextok_tiny.py models/flextok/tiny-64 [--data runs/data/flextok-photos/heldout]
 """
 
 import argparse
@@ -82,7 +82,7 @@ def main() -> None:
             result[f"{fmt.lower()}_q{q}_{m}"] = v
         result[f"{fmt.lower()}_q{q}_bits"] = round(size * 8)
     d = tok.cfg
-    cmd = "python models/flextok/measure_tiny.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/eval_flextok_tiny.py " + " ".join(sys.argv[1:])
     out = {"metrics": result, "command": cmd,
            "decode": {"steps": d.decode_steps, "guidance_scale": d.guidance_scale, "apg": d.apg, "seed": args.seed}}
     print(json.dumps(out, indent=2))
