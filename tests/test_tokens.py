@@ -94,3 +94,12 @@ def test_multiscale_first_scales():
     assert s.ids.tolist() == [[0, 1, 2]] and s.meta["scale_sizes"] == [1, 2]
     with pytest.raises(ValueError):
         t.first_scales(4)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    path = Tokens(torch.zeros(1, 2, dtype=torch.long)).save(tmp_path / "p.tokens")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
