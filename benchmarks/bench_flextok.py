@@ -14,56 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.tokenizers import flextok as ft
+from timing import flops, matmul_peak, peak_mem_mb, timed  # noqa: E402  (benchmarks/timing.py)
 
 CONFIGS = {
     "tiny": ft.TINY_CONFIG,
     "d12-d12": dataclasses.replace(ft.FlexTokConfig(), enc_dim=768, enc_depth=12, dec_dim=768, dec_depth=12),
 }
-
-
-def matmul_peak(device, dtype, n=2048, reps=5) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, reps):
-    fn()  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps
-
-
-def flops(fn) -> float:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops()
-
-
-def peak_mem_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
 def main():

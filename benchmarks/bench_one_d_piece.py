@@ -15,56 +15,13 @@ so 32 tokens are barely faster than 256.
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.tokenizers import one_d_piece as odp
+from timing import flops, matmul_peak, peak_mem_mb, timed  # noqa: E402  (benchmarks/timing.py)
 
 CONFIGS = {"tiny": odp.TINY_TEST, "tiny-64": odp.TINY_64, "s-256": odp.S_256, "b-256": odp.B_256}
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device, dtype, n=2048, reps=5) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def timed(fn, device, reps) -> float:
-    """Minimum over `reps` timed calls after one warm-up (as perf_official.md does)."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def flops(fn) -> float:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops()
-
-
-def peak_mem_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
 def main():

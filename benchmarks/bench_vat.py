@@ -12,53 +12,14 @@ No official numbers exist (VAT released no code). Marching cubes is not timed (C
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.tokenizers import vat as V
+from timing import flops, matmul_peak, timed  # noqa: E402  (benchmarks/timing.py)
+from timing import peak_mem_mb as peak_mb  # noqa: E402
 
 CONFIGS = {"tiny": V.TINY_CONFIG, "512b": V.VATConfig()}
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device, n=2048, reps=5) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def timed(fn, device, reps):
-    fn()  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps
-
-
-def flops(fn) -> float:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return fc.get_total_flops()
-
-
-def peak_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
 def main(argv=None):
