@@ -28,8 +28,6 @@ def _train(*overrides: str) -> None:
 
 @pytest.mark.slow  # two processes of a few CPU seconds each; a minute or more on a loaded machine
 def test_smoke_two_steps_then_frozen_encoder_finetune(tmp_path):
-    if not PROGRAM.is_file():
-        pytest.skip(f"{PROGRAM} is not in this checkout (training kit not merged)")
     from zoo.media import save_image
 
     for i in range(3):
