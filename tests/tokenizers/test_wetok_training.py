@@ -28,8 +28,6 @@ def _run(program: str, recipe: Path, *overrides: str) -> None:
 
 @pytest.mark.slow  # two short training processes; about a minute on a loaded machine
 def test_smoke_two_steps_then_generative_decoder_stage2(tmp_path):
-    if not (PROGRAMS / "train_autoencoder.py").is_file():
-        pytest.skip("the training programs are not in this checkout")
     from zoo.media import save_image
 
     for i in range(3):

@@ -79,8 +79,6 @@ def test_smoke_two_steps_then_stage2_keeps_encoder_quantizer_and_tokens(tmp_path
 
 def test_embedded_tiny_is_the_catalogue_model_and_its_card_numbers_reproduce():
     folder = REPO / "models" / "xy_tokenizer" / "tiny-16k"
-    if not (folder / "config.json").is_file():
-        pytest.skip(f"{folder} is not in this checkout")
     from zoo.media.audio import load_audio
     from zoo.metrics.audio import mel_distance
 
