@@ -303,7 +303,6 @@ class OneDPiece(Tokenizer):
         self.quantizer = VectorQuantizer(cfg.token_dim, cfg.codebook_size, cosine=cfg.use_l2_norm,
                                          commitment_weight=cfg.commitment_cost, codebook_weight=1.0)
         self.tail_drop = TailTokenDrop()  # training only: keep the first k ~ U{1..N} latents per batch
-        self.continuous = False  # training warm-up: the decoder sees the (normalised) latent, not its code
         self.decoder = OneDPieceDecoder(cfg)
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
@@ -362,16 +361,6 @@ class OneDPiece(Tokenizer):
     def soft_proxy_embedding(self, logits: Tensor) -> Tensor:
         """[B, K_proxy, g, g] -> softmax-weighted mix of the proxy codebook [B, C_proxy, g, g]."""
         return torch.einsum("bkhw,kc->bchw", logits.softmax(dim=1), self.proxy_codebook)
-
-    def set_continuous(self, flag: bool) -> None:
-        """Training stage switch. True bypasses the VQ: the decoder sees the encoder's (l2-normalised)
-        latent, a warm-up that makes the encoder image-dependent before any code exists (our stand-in
-        for upstream's proxy-code stage 1, whose MaskGIT-VQGAN teacher does not ship). Leaving that
-        stage re-initialises the codebook by k-means on the next training batch of latents."""
-        if self.continuous and not flag:
-            self.quantizer.kmeans_init = True
-            self.quantizer.initialized.fill_(False)
-        self.continuous = bool(flag)
 
     # -- the contract -------------------------------------------------------------------------
     def encode(self, x: Tensor, *, num_tokens: int | None = None, target_psnr: float | None = None) -> Tokens:
@@ -439,11 +428,7 @@ class OneDPiece(Tokenizer):
         as upstream; from `generator` when given) before decoding; `metrics["num_tokens"]` records k.
         """
         z = self.encode_latent(x)
-        if self.continuous:
-            zq = F.normalize(z, dim=-1) if self.cfg.use_l2_norm else z
-            ids, losses = self.quantizer.codes_to_ids(z.detach()), {}
-        else:
-            zq, ids, losses = self.quantize(z)
+        zq, ids, losses = self.quantize(z)
         zq = self.tail_drop(zq, generator=generator).x  # identity in eval mode
         recon = self.render(self.decode_logits(zq))
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
