@@ -167,7 +167,7 @@ def build_hf_causal_lm(path: str | None) -> HFCausalLM:
         import transformers
     except ImportError as e:
         raise ImportError("lm: hf_causal_lm needs the transformers package, an optional extra: "
-                          "pip install transformers (or choose lm: char_lm).") from e
+                          "pip install transformers (the zoo extra [lm]), or choose lm: char_lm.") from e
     model = transformers.AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     return HFCausalLM(model, tokenizer)
