@@ -8,6 +8,12 @@ squares) and feature matching against PatchGAN (images) or MPD + MRD (audio, as 
     python training/train_autoencoder.py RECIPE.yaml [section.key=value ...]
     torchrun --nproc-per-node 8 training/train_autoencoder.py RECIPE.yaml
 
+Speech tokenizers whose forward gives quantized features (TokenizerOutput.features: XY-Tokenizer)
+can add an ASR alignment term (`semantic` weight, `loss.semantic`): a trainable adapter maps the
+features into a frozen language model chosen by name, which predicts the transcript (`data.text`);
+see zoo/train/semantic_lm.py. The adapter is trained and checkpointed next to the model (own
+optimiser, same optim settings); the LM is neither trained nor saved.
+
 3D tokenizers (VAT) train on `data.kind: mesh_folder` batches ({"x", "queries", "occupancy"}): the
 model computes its own losses (occupancy BCE, KL, commitment), weighted by `quantizer`, and a stage
 with `continuous: true` trains it without its quantiser (the model's `set_continuous`).
@@ -34,6 +40,7 @@ from zoo.train.ema import EMA
 from zoo.train.monitor import Monitor
 from zoo.train.optim import OptimConfig, build_optimizer, build_scheduler
 from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe, set_train_mode, to_dict
+from zoo.train.semantic_lm import ASRAlignment, build_lm
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class LossWeights:
     quantizer: float = 1.0  # times the sum of the quantizer's losses
     adversarial: float = 0.0
     feature_matching: float = 0.0
+    semantic: float = 0.0  # ASR alignment through a frozen LM (loss.semantic; needs data.text)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,14 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class SemanticConfig:
+    lm: str | None = None  # char_lm | hf_causal_lm | module:callable (your own code); see zoo.train.semantic_lm
+    lm_path: str | None = None  # char_lm: a CharLM.save file (none: a fixed random one); hf_causal_lm: folder or hub id
+    adapter_layers: int = 2  # Linear(feature width -> LM width), then (GELU, Linear) x (layers - 1)
+    prompt: str = ""  # text between BOS and the transcript (not scored)
+
+
+@dataclass(frozen=True)
 class LossConfig:
     stages: tuple[Stage, ...] = (Stage(),)
     adversarial: str = "hinge"  # hinge | lsgan
@@ -65,6 +81,7 @@ class LossConfig:
     mel_n_mels: int = 100
     perceptual_backbone: str = "tiny_conv"  # tiny_conv (built here) | vgg16 (weights from perceptual_weights)
     perceptual_weights: str | None = None  # local state-dict file of the backbone
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,14 @@ def stage_at(stages: tuple[Stage, ...], step: int) -> Stage:
     return max(started, key=lambda s: s.from_step)
 
 
+def split_text(batch):
+    """A batch -> (media, transcripts or None): with data.text, audio batches come as [wav, [str] * B]."""
+    if isinstance(batch, (list, tuple)):
+        media, texts = batch
+        return media, list(texts)
+    return batch, None
+
+
 def to_device(batch, device):
     """A tensor, or a dict of tensors (3D samples), onto the device."""
     if isinstance(batch, dict):
@@ -117,6 +142,28 @@ def check_stages(stages: tuple[Stage, ...], model, kind: str) -> None:
                              f"the stages also set {used}, which compare media and do not apply.")
 
 
+def build_semantic(cfg: SemanticConfig, model, text: str, device):
+    """The frozen LM and the ASR alignment (adapter) for stages that weight `semantic`. The model's
+    feature width is read from one eval-mode forward of its example input (no codebook update)."""
+    if text == "none":
+        raise ValueError("A loss stage weights `semantic` (ASR alignment), which needs transcripts: set data.text "
+                         "to sidecar (<stem>.txt beside each audio file) or filename (the stem is the text).")
+    if cfg.lm is None:
+        raise ValueError("A loss stage weights `semantic`, but loss.semantic.lm is not set; name the frozen LM "
+                         "(char_lm, hf_causal_lm or module:callable).")
+    model.eval()
+    x, _ = model.example_input(1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = model(x).features  # forward takes media at the model's own rate, as the batches are
+    model.train()
+    if features is None:
+        raise ValueError(f"A loss stage weights `semantic`, but {type(model).__name__}.forward gives no quantized "
+                         "features (TokenizerOutput.features) for the ASR alignment to read; XY-Tokenizer does.")
+    lm = build_lm(cfg.lm, cfg.lm_path, device)
+    prefix = [lm.bos_id, *lm.tokenize(cfg.prompt)]
+    return lm, ASRAlignment(features.shape[1], lm.width, cfg.adapter_layers, prefix)
+
+
 def main(cfg: ProgramConfig, env=os.environ) -> Path:
     info = zd.setup(env, cfg.train.device)
     log = zd.get_logger("train_autoencoder", info)
@@ -127,6 +174,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     zd.seed_all(cfg.train.seed)  # the same initial weights on every rank
     model = build_tokenizer(cfg.model)
     check_stages(stages, model, cfg.data.kind)
+    lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
+                    if any(s.weights.semantic for s in stages) else (None, None))
     adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
     d = cfg.discriminator
     disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,
@@ -156,6 +205,11 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         scaler_d = zd.grad_scaler(precision, info.device)
         models["discriminator"], optimizers["discriminator"] = disc, (disc, opt_d)
         schedulers["discriminator"], scalers["discriminator"] = sched_d, scaler_d
+    if semantic is not None:  # the adapter: its own optimiser, stepped with the generator's scaler
+        semantic = zd.wrap(semantic, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
+        opt_s = build_optimizer(semantic.parameters(), cfg.optim)
+        sched_s = build_scheduler(opt_s, cfg.optim, cfg.train.steps)
+        models["semantic"], optimizers["semantic"], schedulers["semantic"] = semantic, (semantic, opt_s), sched_s
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
     start, batches = 0, 0
@@ -181,13 +235,16 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             inner.set_continuous(stage.continuous)
         use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
         set_train_mode(inner, cfg.model.freeze)
-        micro = [to_device(next(loader), info.device) for _ in range(accum)]
+        micro, texts = zip(*(split_text(next(loader)) for _ in range(accum)))
+        micro = [to_device(x, info.device) for x in micro]
         batches += accum
 
         # generator
         opt_g.zero_grad(set_to_none=True)
         fakes, terms = [], {}
-        for i, x in enumerate(micro):
+        if semantic is not None:
+            opt_s.zero_grad(set_to_none=True)
+        for i, (x, text) in enumerate(zip(micro, texts)):
             with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
                 out = model(**x) if isinstance(x, dict) else model(x)
                 t = {}
@@ -203,6 +260,9 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                     t["perceptual"] = w.perceptual * perceptual(out.recon, x)
                 if out.losses and w.quantizer:
                     t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
+                if w.semantic:
+                    with zd.gradient_sync(semantic, i == accum - 1):
+                        t["semantic"] = w.semantic * semantic(out.features, out.feature_lengths, text, lm)
                 if use_d:
                     logits, feats = disc_inner(out.recon)
                     if w.adversarial:
@@ -224,6 +284,11 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         scaler_g.unscale_(opt_g)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))
         scaler_g.step(opt_g)
+        if w.semantic:
+            scaler_g.unscale_(opt_s)
+            zd.clip_grad_norm(semantic, cfg.train.clip_grad_norm)
+            scaler_g.step(opt_s)
+            sched_s.step()
         scaler_g.update()
         sched_g.step()
 

@@ -224,12 +224,21 @@ class Tokens:
 
 @dataclass
 class TokenizerOutput:
-    """What `Tokenizer.forward` returns: reconstruction, tokens and training losses."""
+    """What `Tokenizer.forward` returns: reconstruction, tokens and training losses.
+
+    `features` (optional): the quantized latent that the decoder reads, channels first (audio
+    `[B, D, T]`), differentiable through the quantizer's straight-through path, for training terms
+    that look at the tokens' content (XY-Tokenizer's ASR alignment); `feature_lengths` `[B]`:
+    valid frames along its last axis (None: every frame is valid). Families that do not expose
+    them leave both None.
+    """
 
     recon: Tensor
     tokens: Tokens
     losses: dict[str, Tensor] = field(default_factory=dict)
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    features: Tensor | None = None
+    feature_lengths: Tensor | None = None
 
 
 @dataclass

@@ -621,8 +621,10 @@ class XYTokenizer(Tokenizer):
     # -- training forward -----------------------------------------------------------------------
     def forward(self, audio: Tensor, sample_rate: int | None = None) -> TokenizerOutput:
         """Differentiable pass for clips of at most one window: recon [B, 1, T'] at the output rate
-        (T' = T // 1280 * samples/code), tokens, losses {"commitment"}; in train mode the codebooks
-        follow upstream's EMA / k-means / dead-code rules (zoo.quantizers.vq)."""
+        (T' = T // 1280 * samples/code), tokens, losses {"commitment"}, features: the quantized
+        12.5 Hz latent [B, code_dim, T // 1280] after the output projection (what the decoder reads
+        and stage 1's ASR alignment looks at; every frame valid). In train mode the codebooks follow
+        upstream's EMA / k-means / dead-code rules (zoo.quantizers.vq)."""
         cfg = self.cfg
         if sample_rate is None:
             sample_rate = cfg.sample_rate
@@ -636,9 +638,12 @@ class XYTokenizer(Tokenizer):
         z, code_lens = self._latent(padded, lens)
         n = t // cfg.samples_per_code
         q = self.rvq(self.quantizer_in(z[:, :, :n]).transpose(1, 2))  # quantized [B, n, rvq_dim], ids [B, n, Q]
-        recon = self._synthesize(self.quantizer_out(q.quantized.transpose(1, 2)), torch.full_like(lens, n))
+        zq = self.quantizer_out(q.quantized.transpose(1, 2))  # [B, code_dim, n]
+        frames = torch.full_like(lens, n)
+        recon = self._synthesize(zq, frames)
         tokens = Tokens(ids=q.ids.detach().transpose(1, 2), layout="rvq", meta=self.token_meta(sample_rate=cfg.sample_rate))
-        return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics))
+        return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics),
+                               features=zq, feature_lengths=frames)
 
 
 # ----------------------------------------------------------------------------------------------

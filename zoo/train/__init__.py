@@ -10,6 +10,7 @@ Plain PyTorch pieces that the short programs under `training/` put together:
     losses        L1/L2, multi-resolution STFT, mel, perceptual (LPIPS-style), adversarial,
                   feature matching, KL, rectified-flow velocity loss
     discriminators PatchGAN (images), multi-period and multi-resolution (audio)
+    semantic_lm   ASR alignment through a frozen, pluggable language model (XY-Tokenizer stage 1)
     data          image folders, audio folders, webdataset-style tar shards; resumable sampling
     monitor       JSONL + TensorBoard metrics, tqdm progress on rank 0
     recipe        strict YAML recipes -> dataclasses; building / loading / freezing the model

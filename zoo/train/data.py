@@ -12,12 +12,20 @@ Tar shards follow the webdataset layout (files grouped into samples by the name 
 dot: `000123.jpg`, `000123.json`); they are indexed once (member offsets) and read by seeking, so
 they shuffle and resume like folders. Unreadable files raise an error naming the file
 (`on_error: stop`) or are logged and replaced by the next readable sample (`on_error: skip`).
+
+Audio may carry its transcript (`text: sidecar | filename`, for training terms that read text, such
+as XY-Tokenizer's ASR alignment): a sample is then `(wav, text)` and a batch `[wav [B, C, T], [str] * B]`.
+`sidecar` reads `<stem>.txt` beside each audio file (in tar shards: the `.txt` member with the same
+key); `filename` takes the file's stem (its key in tar shards) as the text, for corpora named by what
+is spoken (klettres' en, en_GB, es, it, pt_BR, tn folders: `car.ogg`; not fr or nl: `a-0.ogg`).
+Audio without its transcript is an error (`on_error: stop`) or left out when indexed (`skip`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import posixpath
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +40,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 MESH_EXTS = (".obj", ".ply", ".stl", ".off", ".glb")
 KINDS = ("image_folder", "audio_folder", "tar_shards", "mesh_folder")
+TEXT_SOURCES = ("none", "sidecar", "filename")
 
 log = logging.getLogger("zoo.train.data")
 
@@ -55,6 +64,7 @@ class DataConfig:
     sample_rate: int = 24000
     segment_seconds: float = 1.0  # random segment length; shorter clips are zero-padded
     mono: bool = True  # mix channels down (else the file's channels are kept)
+    text: str = "none"  # transcripts: none | sidecar (<stem>.txt; .txt tar member) | filename (the stem is the text)
     # meshes (3D): each sample is {"x": surface points + normals, "queries", "occupancy"}
     num_points: int = 2048  # surface points with normals per shape
     num_queries: int = 2048  # occupancy query points per shape
@@ -196,6 +206,19 @@ class _Base(Dataset):
         raise ValueError(f"50 samples in a row from index {index} could not be read; check the data ({self.cfg.paths}).")
 
 
+def _keep_transcribed(names: list[str], has_text: list[bool], cfg: DataConfig) -> list[bool]:
+    """data.text: sidecar: raise (on_error: stop) or warn (skip) about audio without a transcript;
+    returns which items to keep."""
+    missing = [n for n, ok in zip(names, has_text) if not ok]
+    if missing:
+        msg = (f"data.text is sidecar, but {len(missing)} of {len(names)} audio files have no transcript, "
+               f"e.g. {missing[:3]} (expected <stem>.txt beside each file, or a .txt member with the same key in a tar shard)")
+        if cfg.on_error == "stop":
+            raise ValueError(msg + "; add them, use text: filename, or set data.on_error: skip to leave those files out.")
+        log.warning("%s; leaving them out.", msg)
+    return has_text
+
+
 def _files(paths: Sequence[str], exts: Sequence[str]) -> list[Path]:
     if not paths:
         raise ValueError("data.paths is empty: name at least one folder or file.")
@@ -229,13 +252,20 @@ class ImageFolder(_Base):
 
 
 class AudioFolder(_Base):
-    """Audio files under folders (recursive) -> [C, segment] at the recipe's rate."""
+    """Audio files under folders (recursive) -> [C, segment] at the recipe's rate (and its
+    transcript, with data.text)."""
 
     modality = "audio"
 
     def __init__(self, cfg: DataConfig):
         super().__init__(cfg)
-        self.items = _files(cfg.paths, AUDIO_EXTS)
+        files = _files(cfg.paths, AUDIO_EXTS)
+        if cfg.text == "sidecar":
+            keep = _keep_transcribed([str(f) for f in files], [f.with_suffix(".txt").is_file() for f in files], cfg)
+            files = [f for f, k in zip(files, keep) if k]
+            if not files:
+                raise ValueError(f"No audio file under {list(cfg.paths)} has a transcript (<stem>.txt).")
+        self.items = files
 
     def name(self, i):
         return str(self.items[i])
@@ -244,11 +274,31 @@ class AudioFolder(_Base):
         from zoo.media.audio import load_audio
 
         wav, sr = load_audio(self.items[i])
-        return segment_audio(wav, sr, self.cfg, g)
+        wav = segment_audio(wav, sr, self.cfg, g)
+        if self.cfg.text == "none":
+            return wav
+        path = self.items[i]
+        return wav, path.with_suffix(".txt").read_text(encoding="utf-8").strip() if self.cfg.text == "sidecar" else path.stem
+
+
+def _sample_key(member: str) -> str:
+    """webdataset key: the member's path up to the first dot of its file name (`d/000123.flac` -> `d/000123`)."""
+    folder, base = posixpath.split(member)
+    return posixpath.join(folder, base.split(".", 1)[0])
+
+
+def _read_member(shard: Path, offset: int, size: int) -> bytes:
+    with open(shard, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"the shard ends before the member does ({len(data)} of {size} bytes)")
+    return data
 
 
 class TarShards(_Base):
-    """webdataset-style .tar shards: one media file per sample key, read by offset."""
+    """webdataset-style .tar shards: one media file per sample key, read by offset (with
+    data.text: sidecar, the `.txt` member of the same key is the transcript)."""
 
     def __init__(self, cfg: DataConfig):
         super().__init__(cfg)
@@ -256,32 +306,35 @@ class TarShards(_Base):
             raise ValueError(f"data.modality must be 'image' or 'audio' for tar shards; got {cfg.modality!r}.")
         self.modality = cfg.modality
         exts = IMAGE_EXTS if cfg.modality == "image" else AUDIO_EXTS
-        self.items: list[tuple[Path, str, int, int]] = []  # (shard, member name, offset, size)
+        # (shard, member name, offset, size, transcript member (offset, size) or None)
+        self.items: list[tuple[Path, str, int, int, tuple[int, int] | None]] = []
         for shard in _files(cfg.paths, (".tar",)):
             try:
                 with tarfile.open(shard) as tf:
-                    for m in tf.getmembers():
-                        if m.isfile() and Path(m.name).suffix.lower() in exts:
-                            self.items.append((shard, m.name, m.offset_data, m.size))
+                    members = [m for m in tf.getmembers() if m.isfile()]
             except (tarfile.TarError, OSError) as e:
                 msg = f"Could not index tar shard {shard}: {e}"
                 if cfg.on_error == "stop":
                     raise ValueError(msg + " (set data.on_error: skip to skip unreadable files).") from e
                 log.warning("%s; skipping the shard.", msg)
+                continue
+            texts = {_sample_key(m.name): (m.offset_data, m.size) for m in members if m.name.lower().endswith(".txt")}
+            self.items += [(shard, m.name, m.offset_data, m.size, texts.get(_sample_key(m.name)))
+                           for m in members if Path(m.name).suffix.lower() in exts]
+        if cfg.text == "sidecar":
+            keep = _keep_transcribed([self.name(i) for i in range(len(self.items))], [it[4] is not None for it in self.items], cfg)
+            self.items = [it for it, k in zip(self.items, keep) if k]
         if not self.items:
-            raise ValueError(f"No {cfg.modality} members in the tar shards under {list(cfg.paths)}.")
+            raise ValueError(f"No {cfg.modality} members{' with transcripts' if cfg.text == 'sidecar' else ''} "
+                             f"in the tar shards under {list(cfg.paths)}.")
 
     def name(self, i):
-        shard, member, _, _ = self.items[i]
+        shard, member, *_ = self.items[i]
         return f"{shard}:{member}"
 
     def load(self, i, g):
-        shard, member, offset, size = self.items[i]
-        with open(shard, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
-        if len(data) != size:
-            raise ValueError(f"the shard ends before the member does ({len(data)} of {size} bytes)")
+        shard, member, offset, size, text = self.items[i]
+        data = _read_member(shard, offset, size)
         if self.modality == "image":
             import numpy as np
             from PIL import Image
@@ -294,7 +347,12 @@ class TarShards(_Base):
         import soundfile as sf
 
         arr, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return segment_audio(torch.from_numpy(np.ascontiguousarray(arr.T)), sr, self.cfg, g)
+        wav = segment_audio(torch.from_numpy(np.ascontiguousarray(arr.T)), sr, self.cfg, g)
+        if self.cfg.text == "none":
+            return wav
+        if self.cfg.text == "sidecar":
+            return wav, _read_member(shard, *text).decode("utf-8").strip()
+        return wav, posixpath.basename(_sample_key(member))
 
 
 class MeshFolder(_Base):
@@ -367,6 +425,11 @@ class MeshFolder(_Base):
 
 
 def build_dataset(cfg: DataConfig) -> Dataset:
+    if cfg.text not in TEXT_SOURCES:
+        raise ValueError(f"data.text must be one of {TEXT_SOURCES}; got {cfg.text!r}.")
+    if cfg.text != "none" and not (cfg.kind == "audio_folder" or cfg.kind == "tar_shards" and cfg.modality == "audio"):
+        raise ValueError(f"data.text: {cfg.text} gives transcripts for audio only (audio_folder, or tar_shards with "
+                         f"modality: audio); this recipe reads {cfg.kind} ({cfg.modality}).")
     if cfg.kind == "image_folder":
         return ImageFolder(cfg)
     if cfg.kind == "audio_folder":
