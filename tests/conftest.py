@@ -20,10 +20,14 @@ sys.path.insert(0, str(TESTS))
 torch.set_num_threads(1)
 
 
+def parity_root() -> Path:
+    """The folder of the parity fixtures, one subfolder per family: $ZOO_PARITY_DIR, else ../shared/parity."""
+    return Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity"))
+
+
 def parity_dir(family: str) -> Path:
     """The fixture folder of a family; skip (or fail under ZOO_REQUIRE_PARITY=1) when missing."""
-    root = Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity"))
-    path = root / family
+    path = parity_root() / family
     if not path.is_dir():
         msg = f"parity fixture {path} not found (set ZOO_PARITY_DIR)"
         if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
@@ -32,19 +36,21 @@ def parity_dir(family: str) -> Path:
     return path
 
 
-# "empty parameter set": a test parametrized over the fixture files (keys_full*.tsv) found none
-_FIXTURE_WORDS = ("parity", "fixture", "keys_full", "ZOO_PARITY_DIR", "empty parameter set")
+def parity_files(family: str, pattern: str = "keys_full*.tsv") -> list[Path]:
+    """A family's fixture files matching pattern, for parametrizing at collection time: no skip here; none
+    found gives an empty parameter set, which skips (fails under ZOO_REQUIRE_PARITY=1, see below)."""
+    return sorted((parity_root() / family).glob(pattern))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under ZOO_REQUIRE_PARITY=1 (CI), a test that skips because a parity fixture or released key layout
-    is missing fails instead, whichever helper decided to skip: no fixture check can pass silently."""
+    """Under ZOO_REQUIRE_PARITY=1 (CI), a test parametrized over parity_files(...) that found none fails
+    instead of skipping; a missing fixture folder already fails in parity_dir."""
     outcome = yield
     report = outcome.get_result()
     if report.skipped and os.environ.get("ZOO_REQUIRE_PARITY") == "1" and isinstance(report.longrepr, tuple):
         reason = str(report.longrepr[2])
-        if any(w in reason for w in _FIXTURE_WORDS):
+        if "empty parameter set" in reason:
             report.outcome = "failed"
             report.longrepr = f"ZOO_REQUIRE_PARITY=1 turns this skip into a failure: {reason}"
 

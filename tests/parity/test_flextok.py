@@ -5,28 +5,20 @@ fixture records). Tolerances from the fixture README: tokens exact, features/vel
 samples/images 1e-3.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 import zoo
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO / ".." / "shared" / "parity")) / "flextok"
+from conftest import parity_dir
 
 
 @pytest.fixture(scope="module")
 def setup():
-    if not (FIXTURE / "weights.safetensors").is_file():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"FlexTok parity fixture missing at {FIXTURE} and ZOO_REQUIRE_PARITY=1.")
-        pytest.skip(f"FlexTok parity fixture not found at {FIXTURE} (set ZOO_PARITY_DIR).")
     from safetensors.torch import load_file
 
-    model = zoo.convert("flextok", checkpoint=FIXTURE / "weights.safetensors", config=FIXTURE / "config.json")
-    io = load_file(str(FIXTURE / "io.safetensors"))
+    d = parity_dir("flextok")
+    model = zoo.convert("flextok", checkpoint=d / "weights.safetensors", config=d / "config.json")
+    io = load_file(str(d / "io.safetensors"))
     tokens = zoo.Tokens(ids=io["tokens"], layout="1d", lengths=io["keep_k"], meta={"family": "flextok", "image_size": [64, 64]})
     return model, io, tokens
 
@@ -71,10 +63,11 @@ def test_header_only_conversion_reads_the_embedded_config(setup):
     import json
 
     model, _, _ = setup
+    d = parity_dir("flextok")
     with pytest.raises(ValueError, match="GroupNorm"):
-        zoo.convert("flextok", checkpoint=FIXTURE / "weights.safetensors")
-    vae_cfg = {"_class_name": "AutoencoderKL", **json.loads((FIXTURE / "config.json").read_text())["vae_autoencoderkl_config"]}
-    header_only = zoo.convert("flextok", checkpoint=FIXTURE / "weights.safetensors", config=vae_cfg)
+        zoo.convert("flextok", checkpoint=d / "weights.safetensors")
+    vae_cfg = {"_class_name": "AutoencoderKL", **json.loads((d / "config.json").read_text())["vae_autoencoderkl_config"]}
+    header_only = zoo.convert("flextok", checkpoint=d / "weights.safetensors", config=vae_cfg)
     assert header_only.cfg == model.cfg
     sd_a, sd_b = model.state_dict(), header_only.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)

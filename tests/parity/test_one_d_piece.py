@@ -7,38 +7,24 @@ tensors come from the model's public stage methods (encode_latent, quantize, dec
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 import zoo
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity")) / "one_d_piece"
-
-
-def _require_fixture():
-    if not (FIXTURE / "weights.safetensors").is_file():
-        reason = f"One-D-Piece parity fixture not found at {FIXTURE} (set ZOO_PARITY_DIR)."
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+from conftest import parity_dir
 
 
 @pytest.fixture(scope="module")
 def io():
-    _require_fixture()
     from safetensors.torch import load_file
 
-    return load_file(str(FIXTURE / "io.safetensors"))
+    return load_file(str(parity_dir("one_d_piece") / "io.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def model():
-    _require_fixture()
-    return zoo.convert("one_d_piece", checkpoint=FIXTURE / "weights.safetensors", config=FIXTURE / "config.json")
+    d = parity_dir("one_d_piece")
+    return zoo.convert("one_d_piece", checkpoint=d / "weights.safetensors", config=d / "config.json")
 
 
 def _official_latent(z):  # ours [B, N, D] -> official [B, D, 1, N]

@@ -1,32 +1,18 @@
 """Selftok parity: the official code's outputs for seeded random weights (../shared/parity/selftok)."""
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir
 from zoo import Tokens
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def fixture_dir() -> Path:
-    path = Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity")) / "selftok"
-    if not path.is_dir():
-        msg = f"parity fixture {path} not found (set ZOO_PARITY_DIR)"
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(msg + "; ZOO_REQUIRE_PARITY=1 makes a missing fixture a failure")
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="module")
 def fx():
     from safetensors.torch import load_file
 
-    d = fixture_dir()
+    d = parity_dir("selftok")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     io = load_file(str(d / "io.safetensors"))
     tok = zoo.convert("selftok", checkpoint=d / "weights.safetensors", config=d / "config.json")

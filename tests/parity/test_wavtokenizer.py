@@ -7,28 +7,20 @@ backbone and head outputs within 1e-4; audio within 1e-5.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 import zoo
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO / ".." / "shared" / "parity")) / "wavtokenizer"
+from conftest import parity_dir
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    if not (FIXTURE / "weights.safetensors").is_file():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"WavTokenizer parity fixture missing at {FIXTURE} (ZOO_REQUIRE_PARITY=1).")
-        pytest.skip(f"WavTokenizer parity fixture not found at {FIXTURE}; set ZOO_PARITY_DIR.")
     from safetensors.torch import load_file
 
-    model = zoo.convert("wavtokenizer", checkpoint=FIXTURE / "weights.safetensors", config=FIXTURE / "config.json")
-    return model, load_file(str(FIXTURE / "io.safetensors"))
+    d = parity_dir("wavtokenizer")
+    model = zoo.convert("wavtokenizer", checkpoint=d / "weights.safetensors", config=d / "config.json")
+    return model, load_file(str(d / "io.safetensors"))
 
 
 def test_codes_exact(fixture):

@@ -4,29 +4,19 @@ recorded noise). Only the public API: zoo.convert, encode, encode_latent, tokens
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir
 from zoo import Tokens
 
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "parity")) / "wetok"
 LATENT_ATOL = 1e-5
 IMAGE_ATOL, IMAGE_RTOL = 1e-4, 1e-4
 
 CASES = {"plain": ("weights.safetensors", "io.safetensors"), "gd": ("weights_gd.safetensors", "io_gd.safetensors")}
-
-
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"WeTok parity fixture {path} is missing and ZOO_REQUIRE_PARITY=1.")
-        pytest.skip(f"WeTok parity fixture {path} is missing (set ZOO_PARITY_DIR to the shared parity folder).")
-    return path
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,8 +31,9 @@ def _load(case: str):
     from safetensors.torch import load_file
 
     weights, io = CASES[case]
-    model = zoo.convert("wetok", checkpoint=_need(FIXTURE / weights), config=_need(FIXTURE / "config.json"))
-    return model, load_file(str(_need(FIXTURE / io)))
+    d = parity_dir("wetok")
+    model = zoo.convert("wetok", checkpoint=d / weights, config=d / "config.json")
+    return model, load_file(str(d / io))
 
 
 def _to_api(image: torch.Tensor) -> torch.Tensor:
@@ -90,9 +81,10 @@ def test_live_weights_would_fail_parity():
     from zoo.hub import read_config_file
 
     model, ref = _load("plain")
-    sd, meta = read_checkpoint(FIXTURE / "weights.safetensors")
+    d = parity_dir("wetok")
+    sd, meta = read_checkpoint(d / "weights.safetensors")
     live_only = {k: v for k, v in sd.items() if not k.startswith("model_ema.")}
-    cfg = from_official_config(read_config_file(FIXTURE / "config.json"), live_only, meta)
+    cfg = from_official_config(read_config_file(d / "config.json"), live_only, meta)
     assert cfg == model.cfg
     with pytest.warns(UserWarning, match="no EMA weights"):
         ours = remap_state_dict(live_only, cfg)

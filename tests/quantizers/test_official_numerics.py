@@ -2,31 +2,20 @@
 
 Each test builds one zoo quantizer, fills it from the fixture's official weights (a hand mapping
 here; the families' `remap_state_dict` do the same), feeds it the recorded pre-quantization latent and
-checks the recorded ids (exact) and quantized tensors. Fixtures: $ZOO_PARITY_DIR/<family>/ (default
-../shared/parity); missing -> skip, unless ZOO_REQUIRE_PARITY=1.
+checks the recorded ids (exact) and quantized tensors. Fixtures: conftest's parity_dir(family).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import parity_dir
 from zoo.quantizers import FSQ, LFQ, ResidualVQ, VectorQuantizer
-
-ROOT = Path(os.environ.get("ZOO_PARITY_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "parity"))
 
 
 def fixture(family: str, name: str = "io.safetensors") -> dict[str, torch.Tensor]:
-    path = ROOT / family / name
-    if not path.exists():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"parity fixture {path} is missing and ZOO_REQUIRE_PARITY=1")
-        pytest.skip(f"parity fixture {path} not found (set ZOO_PARITY_DIR)")
-    return load_file(str(path))
+    return load_file(str(parity_dir(family) / name))
 
 
 def test_fsq_matches_flextok():

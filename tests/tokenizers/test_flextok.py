@@ -1,18 +1,17 @@
 """FlexTok: contract on the tiny config, converter against every released key layout, bad input."""
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir
 from zoo import hub, registry
 from zoo.tokenizers import flextok as ft
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO / ".." / "shared" / "parity")) / "flextok"
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +113,6 @@ def _tsv(path):
     return {k: torch.empty(eval(s), device="meta") for k, s in rows}
 
 
-def _need_fixture():
-    if not FIXTURE.is_dir():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"FlexTok fixture folder missing at {FIXTURE}.")
-        pytest.skip(f"FlexTok fixture folder not found at {FIXTURE}.")
-
-
 VARIANT_OF = {
     "keys_full_flextok_d12_d12_in1k.tsv": "flextok-d12-d12-in1k",
     "keys_full_flextok_d18_d18_in1k.tsv": "flextok-d18-d18-in1k",
@@ -131,8 +123,7 @@ VARIANT_OF = {
 
 @pytest.mark.parametrize("name", sorted(VARIANT_OF))
 def test_released_flextok_layouts_convert(name):
-    _need_fixture()
-    sd = _tsv(FIXTURE / name)
+    sd = _tsv(parity_dir("flextok") / name)
     # the released header holds the hydra config; here the VAE scaling factor comes as the VAE's config
     cfg = ft.from_official_config({"_class_name": "AutoencoderKL", "scaling_factor": 1.0, "norm_num_groups": 32}, sd, {})
     expected = registry.lookup(VARIANT_OF[name])[1].config
@@ -146,8 +137,7 @@ def test_released_flextok_layouts_convert(name):
 
 @pytest.mark.parametrize("channels", [4, 8, 16])
 def test_released_vae_layouts(channels):
-    _need_fixture()
-    sd = _tsv(FIXTURE / f"keys_full_vae_c{channels}.tsv")
+    sd = _tsv(parity_dir("flextok") / f"keys_full_vae_c{channels}.tsv")
     cfg = dataclasses.replace(ft.FlexTokConfig(), vae_latent_channels=channels)
     with torch.device("meta"):
         vae = ft.build_vae(cfg)
@@ -156,8 +146,7 @@ def test_released_vae_layouts(channels):
 
 
 def test_unknown_and_training_only_keys():
-    _need_fixture()
-    sd = _tsv(FIXTURE / "keys_full_flextok_d12_d12_in1k.tsv")
+    sd = _tsv(parity_dir("flextok") / "keys_full_flextok_d12_d12_in1k.tsv")
     cfg = ft.from_official_config({"_class_name": "AutoencoderKL", "scaling_factor": 1.0}, sd, {})
     with torch.device("meta"):
         m = ft.FlexTok(cfg)
@@ -383,12 +372,12 @@ def test_training_config_errors():
 
 
 def test_official_training_settings_are_read():
-    _need_fixture()
     import json
 
     from safetensors.torch import load_file
 
-    cfg = ft.from_official_config(json.loads((FIXTURE / "config.json").read_text()), load_file(str(FIXTURE / "weights.safetensors")))
+    d = parity_dir("flextok")
+    cfg = ft.from_official_config(json.loads((d / "config.json").read_text()), load_file(str(d / "weights.safetensors")))
     assert cfg.nested_dropout_mode == "uniform" and cfg.cond_dropout_prob == 0.2  # the fixture's MaskedNestedDropout / LearnedNullCond
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir, parity_files
 from zoo import hub
 from zoo.api import Tokens
 from zoo.tokenizers import one_d_piece as odp
 
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity")) / "one_d_piece"
-KEY_FILES = sorted(FIXTURE.glob("keys_full*.tsv"))
+KEY_FILES = parity_files("one_d_piece")
 RELEASED = {"keys_full_s256.tsv": odp.S_256, "keys_full_b256.tsv": odp.B_256, "keys_full_l256.tsv": odp.L_256}
 
 # The official S-256 config (configs/one-d-piece_s256.yaml), model and dataset sections as released.
@@ -168,9 +166,7 @@ def test_released_layouts_convert(path):
 
 
 def test_released_layouts_present():
-    if not KEY_FILES:
-        pytest.skip(f"no keys_full*.tsv under {FIXTURE}")
-    assert {p.name for p in KEY_FILES} == set(RELEASED)
+    assert {p.name for p in parity_dir("one_d_piece").glob("keys_full*.tsv")} == set(RELEASED)
 
 
 def _official_state_dict(m: odp.OneDPiece) -> dict[str, torch.Tensor]:

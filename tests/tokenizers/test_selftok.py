@@ -1,18 +1,14 @@
 """Selftok: token schedule, tiny-model API, sampler equivalence, converter against the released layouts, bad input."""
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import parity_dir
 from zoo import Tokens, hub
 from zoo.tokenizers import selftok as st
-
-REPO = Path(__file__).resolve().parents[2]
-PARITY = Path(os.environ.get("ZOO_PARITY_DIR", REPO.parent / "shared" / "parity")) / "selftok"
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +163,7 @@ RELEASED_PARAMS = {
 
 @pytest.mark.parametrize("name", ["tokenizer_512", "renderer_512", "tokenizer_1024", "renderer_1024"])
 def test_converter_consumes_released_layout(name):
-    path = PARITY / f"keys_full_{name}.tsv"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (set ZOO_PARITY_DIR)")
-    sd = _read_tsv(path)
+    sd = _read_tsv(parity_dir("selftok") / f"keys_full_{name}.tsv")
     cfg = st.from_official_config(None, sd, {})
     variant = {"tokenizer_512": "selftok-512", "renderer_512": "selftok-512-renderer",
                "tokenizer_1024": "selftok-1024", "renderer_1024": "selftok-1024-renderer"}[name]
@@ -193,9 +186,7 @@ def test_converter_consumes_released_layout(name):
 
 
 def test_converter_rejects_unknown_and_missing_keys():
-    d = PARITY
-    if not (d / "weights.safetensors").is_file():
-        pytest.skip("parity fixture not found")
+    d = parity_dir("selftok")
     sd, meta = hub.read_checkpoint(d / "weights.safetensors")
     cfg = st.from_official_config(hub.read_config_file(d / "config.json"), sd, meta)
     extra = dict(sd, **{"model.some_new_layer.weight": torch.zeros(3)})

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir, parity_files
 from zoo import hub, registry
 from zoo.api import Tokens
 from zoo.tokenizers import wavtokenizer as wt
 
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = Path(os.environ.get("ZOO_PARITY_DIR", REPO / ".." / "shared" / "parity")) / "wavtokenizer"
-KEYS_FULL = sorted(FIXTURE.glob("keys_full*.tsv"))
+KEYS_FULL = parity_files("wavtokenizer")
 SR = 24000
 
 
@@ -204,9 +202,7 @@ def test_official_yaml_config_is_read():
         "backbone": {"init_args": {"input_channels": 512, "dim": 768, "intermediate_dim": 2304, "num_layers": 12,
                                    "adanorm_num_embeddings": 4}},
         "head": {"init_args": {"dim": 768, "n_fft": 1280, "hop_length": 320, "padding": "same"}}}}}
-    sd = {k: torch.empty(s, device="meta") for k, s in _read_tsv(FIXTURE / "keys_full_small_320.tsv").items()} if KEYS_FULL else None
-    if sd is None:
-        pytest.skip("keys_full_small_320.tsv not available")
+    sd = {k: torch.empty(s, device="meta") for k, s in _read_tsv(parity_dir("wavtokenizer") / "keys_full_small_320.tsv").items()}
     assert wt.from_official_config(yaml_like, sd, {}) == wt.CONFIG_75TPS
     wrong = {"model": {"init_args": {"feature_extractor": {"init_args": {"dowmsamples": [6, 5, 5, 4]}}}}}
     with pytest.raises(ValueError, match="strides"):

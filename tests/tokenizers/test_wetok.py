@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
+from conftest import parity_dir
 from zoo import Tokens, hub, registry
 from zoo.tokenizers import wetok
 from zoo.tokenizers.wetok import TINY_CONFIG, WeTok, WeTokConfig, from_official_config, remap_state_dict
-
-PARITY = Path(os.environ.get("ZOO_PARITY_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "parity")) / "wetok"
 
 # keys_full file -> catalogue name
 RELEASED = {
@@ -381,12 +379,7 @@ def _read_keys(path: Path) -> dict[str, tuple[int, ...]]:
 
 @pytest.mark.parametrize("fname", sorted(RELEASED))
 def test_released_layouts_load(fname):
-    path = PARITY / fname
-    if not path.is_file():
-        if os.environ.get("ZOO_REQUIRE_PARITY") == "1":
-            pytest.fail(f"WeTok key layout {path} is missing and ZOO_REQUIRE_PARITY=1.")
-        pytest.skip(f"WeTok key layout {path} is missing (set ZOO_PARITY_DIR).")
-    keys = _read_keys(path)
+    keys = _read_keys(parity_dir("wetok") / fname)
     sd = {k: torch.empty(shape, device="meta") for k, shape in keys.items()}
     cfg = from_official_config(None, sd, {})  # what zoo.load does: no config ships on the hub
     _, variant = registry.lookup(RELEASED[fname])

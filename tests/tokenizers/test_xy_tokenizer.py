@@ -9,11 +9,10 @@ import pytest
 import torch
 
 import zoo
+from conftest import parity_dir
 from zoo import hub
 from zoo.api import config_to_dict
 from zoo.tokenizers import xy_tokenizer as xy
-
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "parity" / "xy_tokenizer"
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +36,7 @@ def _meta_state_dict(tsv: Path) -> dict:
      ("keys_full_ttsd_32k.tsv", "xy-tokenizer-ttsd-32k")],
 )
 def test_released_layouts_convert_completely(tsv, variant):
-    path = Path(FIXTURE) / tsv
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    sd = _meta_state_dict(path)
+    sd = _meta_state_dict(parity_dir("xy_tokenizer") / tsv)
     cfg = xy.from_official_config(None, sd, {})
     expected = next(v for v in xy.VARIANTS if v.name == variant).config
     assert cfg == expected  # every size, the vocoder and the output rate come out of the shapes
@@ -54,10 +50,7 @@ def test_released_layouts_convert_completely(tsv, variant):
 
 
 def test_unknown_key_fails_strict_loading():
-    path = Path(FIXTURE) / "keys_full.tsv"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    sd = _meta_state_dict(path)
+    sd = _meta_state_dict(parity_dir("xy_tokenizer") / "keys_full.tsv")
     sd["discriminator.conv.weight"] = torch.empty(3, device="meta")
     cfg = xy.from_official_config(None, sd, {})
     with torch.device("meta"):
@@ -84,9 +77,7 @@ def test_hf_port_spellings_are_accepted(tiny):
 
 
 def test_fixture_config_and_moss_schema_parse():
-    data = json.loads((Path(FIXTURE) / "config.json").read_text()) if (Path(FIXTURE) / "config.json").is_file() else None
-    if data is None:
-        pytest.skip("fixture config.json not found")
+    data = json.loads((parity_dir("xy_tokenizer") / "config.json").read_text())
     cfg = xy.from_official_config(data)
     assert cfg.semantic_encoder == xy.StackConfig(80, 64, 64, 2, 4, 128, 1500)
     assert cfg.post_rvq_adapter == xy.StackConfig(256, 64, 256, 1, 4, 128, 375)
