@@ -24,6 +24,7 @@ discriminator's micro-batches on real and detached generated batches, one discri
 """
 
 
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from zoo.train.ema import EMA
 from zoo.train.monitor import Monitor
 from zoo.train.optim import OptimConfig, build_optimizer, build_scheduler
 from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe, set_train_mode, to_dict
+from zoo.train.proxy import load_teacher
 from zoo.train.semantic_lm import ASRAlignment, build_lm
 
 
@@ -54,6 +56,7 @@ class LossWeights:
     adversarial: float = 0.0
     feature_matching: float = 0.0
     semantic: float = 0.0  # ASR alignment through a frozen LM (loss.semantic; needs data.text)
+    proxy: float = 0.0  # cross-entropy on a teacher's proxy codes (loss.proxy_teacher; TiTok's stage 1)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class LossConfig:
     perceptual_backbone: str = "tiny_conv"  # tiny_conv (built here) | vgg16 (weights from perceptual_weights)
     perceptual_weights: str | None = None  # local state-dict file of the backbone
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    proxy_teacher: str | None = None  # a zoo.train.proxy teacher file (training/fit_proxy_teacher.py)
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,15 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     check_stages(stages, model, cfg.data.kind)
     lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
                     if any(s.weights.semantic for s in stages) else (None, None))
+    teacher = None
+    if any(s.weights.proxy for s in stages):
+        if cfg.loss.proxy_teacher is None:
+            raise ValueError("A loss stage weights `proxy` (cross-entropy on proxy codes), but loss.proxy_teacher "
+                             "names no teacher file; write one with training/fit_proxy_teacher.py.")
+        if "proxy_ids" not in inspect.signature(model.forward).parameters:
+            raise ValueError(f"A loss stage weights `proxy`, but {type(model).__name__}.forward takes no proxy_ids "
+                             "(proxy-code training is One-D-Piece's / TiTok's stage 1).")
+        teacher = load_teacher(cfg.loss.proxy_teacher).to(info.device)
     adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
     d = cfg.discriminator
     disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,
@@ -246,8 +259,15 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             opt_s.zero_grad(set_to_none=True)
         for i, (x, text) in enumerate(zip(micro, texts)):
             with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
-                out = model(**x) if isinstance(x, dict) else model(x)
+                if w.proxy:
+                    out = model(x, proxy_ids=teacher(x))
+                    out.losses = dict(out.losses)
+                    proxy_ce = out.losses.pop("proxy")
+                else:
+                    out = model(**x) if isinstance(x, dict) else model(x)
                 t = {}
+                if w.proxy:
+                    t["proxy"] = w.proxy * proxy_ce
                 if w.l1:
                     t["l1"] = w.l1 * L.l1_loss(out.recon, x)
                 if w.l2:

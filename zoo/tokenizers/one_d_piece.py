@@ -421,16 +421,25 @@ class OneDPiece(Tokenizer):
             image = self._decode_ids(ids, lengths)
         return image.clamp(0, 1) if clamp else image
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None,
+                proxy_ids: Tensor | None = None) -> TokenizerOutput:
         """Training / evaluation pass: x [B, 3, S, S] in [0, 1] -> recon (unclamped), tokens, losses.
 
         In training mode, Tail Token Drop keeps the first `k ~ U{1..N}` latents (one draw per batch,
         as upstream; from `generator` when given) before decoding; `metrics["num_tokens"]` records k.
+        proxy_ids: [B, g, g] codes of a proxy teacher (stage 1 of the TiTok recipe): adds
+        `losses["proxy"]`, the cross-entropy of the decoder's proxy logits against them.
         """
         z = self.encode_latent(x)
         zq, ids, losses = self.quantize(z)
         zq = self.tail_drop(zq, generator=generator).x  # identity in eval mode
-        recon = self.render(self.decode_logits(zq))
+        logits = self.decode_logits(zq)  # [B, K_proxy, g, g]
+        if proxy_ids is not None:
+            if proxy_ids.shape != (logits.shape[0], *logits.shape[2:]):
+                raise ValueError(f"proxy_ids must be [B, g, g] = {[logits.shape[0], *logits.shape[2:]]} (one proxy "
+                                 f"code per decoder position); got {list(proxy_ids.shape)}.")
+            losses = {**losses, "proxy": F.cross_entropy(logits.float(), proxy_ids)}
+        recon = self.render(logits)
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses,
                                metrics={"num_tokens": torch.tensor(float(zq.shape[1]))})
