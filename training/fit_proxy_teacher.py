@@ -5,8 +5,10 @@
 Draws `--images` crops from the recipe's data section (same sizes and augmentation as training),
 takes every decoder_patch_size x decoder_patch_size patch, and runs k-means with
 proxy_codebook_size centroids (zoo.train.proxy.PatchKMeansTeacher: a stand-in for the
-MaskGIT-VQGAN that upstream uses, whose weights do not ship here). Writes the file the recipe's
-`loss.proxy_teacher` names (or --out).
+MaskGIT-VQGAN that upstream uses, for sizes or machines without it). Writes the file the recipe's
+`loss.proxy_teacher` names (or --out). With the official teacher file
+(maskgit-vqgan-imagenet-f16-256.bin, hub repo fun-research/TiTok) nothing is fitted: point
+`loss.proxy_teacher` at it (recipes/one_d_piece/s256-stage1.yaml).
 """
 
 from __future__ import annotations

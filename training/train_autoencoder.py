@@ -85,7 +85,7 @@ class LossConfig:
     perceptual_backbone: str = "tiny_conv"  # tiny_conv (built here) | vgg16 (weights from perceptual_weights)
     perceptual_weights: str | None = None  # local state-dict file of the backbone
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
-    proxy_teacher: str | None = None  # a zoo.train.proxy teacher file (training/fit_proxy_teacher.py)
+    proxy_teacher: str | None = None  # MaskGIT-VQGAN .bin (official) or patch k-means file (fit_proxy_teacher.py)
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,16 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     if any(s.weights.proxy for s in stages):
         if cfg.loss.proxy_teacher is None:
             raise ValueError("A loss stage weights `proxy` (cross-entropy on proxy codes), but loss.proxy_teacher "
-                             "names no teacher file; write one with training/fit_proxy_teacher.py.")
+                             "names no teacher file; give the official maskgit-vqgan-imagenet-f16-256.bin "
+                             "(fun-research/TiTok) or write a stand-in with training/fit_proxy_teacher.py.")
         if "proxy_ids" not in inspect.signature(model.forward).parameters:
             raise ValueError(f"A loss stage weights `proxy`, but {type(model).__name__}.forward takes no proxy_ids "
                              "(proxy-code training is One-D-Piece's / TiTok's stage 1).")
         teacher = load_teacher(cfg.loss.proxy_teacher).to(info.device)
+        classes = getattr(getattr(model, "cfg", None), "proxy_codebook_size", None)
+        if classes is not None and teacher.num_codes != classes:
+            raise ValueError(f"The proxy teacher {cfg.loss.proxy_teacher} gives {teacher.num_codes} codes, but the model "
+                             f"predicts {classes} (model.config.proxy_codebook_size); make them equal.")
     adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
     d = cfg.discriminator
     disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,

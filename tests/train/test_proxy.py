@@ -98,3 +98,181 @@ def test_proxy_stage_through_the_training_program(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "proxy" in rows[0] and "l2" not in rows[0]
     assert "l2" in rows[1] and "proxy" not in rows[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# MaskGIT-VQGAN teacher
+# ----------------------------------------------------------------------------------------------
+def _maskgit_vqgan_layout(channels, mult, blocks, z, codes, decoder=True):
+    """{official key: shape} of upstream's PretrainedTokenizer (modeling/modules/maskgit_vqgan.py Encoder +
+    VectorQuantizer; a few decoder keys stand in for the decoder, which the teacher ignores). Level i goes from
+    channels * (1, *mult)[i] to channels * mult[i]; a block whose width changes has a 1x1 nin_shortcut."""
+    shapes = {"encoder.conv_in.weight": (channels, 3, 3, 3)}
+
+    def block(prefix, cin, cout):
+        shapes.update({f"{prefix}.norm1.weight": (cin,), f"{prefix}.norm1.bias": (cin,),
+                       f"{prefix}.conv1.weight": (cout, cin, 3, 3), f"{prefix}.norm2.weight": (cout,),
+                       f"{prefix}.norm2.bias": (cout,), f"{prefix}.conv2.weight": (cout, cout, 3, 3)})
+        if cin != cout:
+            shapes[f"{prefix}.nin_shortcut.weight"] = (cout, cout, 1, 1)
+
+    widths = [channels * m for m in (1, *mult)]
+    for i in range(len(mult)):
+        for j in range(blocks):
+            block(f"encoder.down.{i}.block.{j}", widths[i] if j == 0 else widths[i + 1], widths[i + 1])
+    for j in range(blocks):
+        block(f"encoder.mid.{j}", widths[-1], widths[-1])
+    shapes.update({"encoder.norm_out.weight": (widths[-1],), "encoder.norm_out.bias": (widths[-1],),
+                   "encoder.conv_out.weight": (z, widths[-1], 1, 1), "encoder.conv_out.bias": (z,),
+                   "quantize.embedding.weight": (codes, z)})
+    if decoder:
+        shapes.update({"decoder.conv_in.weight": (widths[-1], z, 3, 3), "decoder.conv_in.bias": (widths[-1],),
+                       "decoder.conv_out.weight": (3, channels, 3, 3), "decoder.conv_out.bias": (3,)})
+    return shapes
+
+
+def _reference_encoder(sd, x, levels, blocks):
+    """MaskGIT-VQGAN's encoder written out with functional ops on the official keys (the test's own
+    reading of upstream, independent of zoo.blocks): conv_in -> per level residual blocks (+ 2x2 avg pool
+    except the last) -> mid blocks -> GN -> SiLU -> conv_out."""
+    def gn(h, p):
+        return F.group_norm(h, 32, sd[f"{p}.weight"], sd[f"{p}.bias"], eps=1e-6)
+
+    def resblock(h, p):
+        y = F.conv2d(F.silu(gn(h, f"{p}.norm1")), sd[f"{p}.conv1.weight"], padding=1)
+        y = F.conv2d(F.silu(gn(y, f"{p}.norm2")), sd[f"{p}.conv2.weight"], padding=1)
+        shortcut = sd.get(f"{p}.nin_shortcut.weight")
+        return y + (F.conv2d(y, shortcut) if shortcut is not None else h)  # the quirk: shortcut of the output
+
+    h = F.conv2d(x, sd["encoder.conv_in.weight"], padding=1)
+    for i in range(levels):
+        for j in range(blocks):
+            h = resblock(h, f"encoder.down.{i}.block.{j}")
+        if i < levels - 1:
+            h = F.avg_pool2d(h, 2)
+    for j in range(blocks):
+        h = resblock(h, f"encoder.mid.{j}")
+    h = F.silu(gn(h, "encoder.norm_out"))
+    return F.conv2d(h, sd["encoder.conv_out.weight"], sd["encoder.conv_out.bias"])
+
+
+SMALL = dict(channels=32, mult=(1, 2, 2), blocks=2, z=8, codes=16)  # reduced config: p = 4
+
+
+def _small_state_dict(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, shape in _maskgit_vqgan_layout(**SMALL).items():
+        if ".norm" in k:  # GroupNorm affine near identity, so activations keep a sane scale
+            base = 1.0 if k.endswith("weight") else 0.0
+            sd[k] = base + 0.1 * torch.randn(shape, generator=g)
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod())) if len(shape) > 1 else 1
+            sd[k] = torch.randn(shape, generator=g) / fan_in**0.5
+    return sd
+
+
+def test_maskgit_vqgan_teacher_from_an_official_layout_bin(tmp_path):
+    from zoo.train.proxy import MaskGITVQGANTeacher
+
+    sd = _small_state_dict()
+    x = torch.rand(3, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    z = _reference_encoder(sd, x, levels=3, blocks=2)  # [3, 8, 8, 12]
+    # codes near actual encoder outputs, so that several codes win
+    rows = z.permute(0, 2, 3, 1).reshape(-1, 8)
+    sd["quantize.embedding.weight"] = rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(2))[:16]] \
+        + 0.01 * torch.randn(16, 8, generator=torch.Generator().manual_seed(3))
+    torch.save(sd, tmp_path / "maskgit-vqgan-small.bin")
+
+    teacher = load_teacher(tmp_path / "maskgit-vqgan-small.bin")
+    assert isinstance(teacher, MaskGITVQGANTeacher)
+    assert teacher.patch_size == 4 and teacher.num_codes == 16 and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    ids = teacher(x)
+    assert ids.shape == (3, 8, 12) and ids.dtype == torch.long
+    assert int(ids.min()) >= 0 and int(ids.max()) < 16 and ids.unique().numel() > 4
+    # each id is a nearest code of the reference encoder's output (ties: any nearest one)
+    d = torch.cdist(rows.double(), sd["quantize.embedding.weight"].double())  # [B h w, K]
+    chosen = d.gather(1, ids.reshape(-1, 1))[:, 0]
+    torch.testing.assert_close(chosen, d.min(1).values, atol=1e-5, rtol=0)
+    assert (ids.reshape(-1) == d.argmin(1)).float().mean() > 0.99
+    # fp32 even under bf16 autocast (the training loop calls the teacher inside it)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(teacher(x), ids)
+    # the same keys as safetensors load too
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "small.safetensors"))
+    assert torch.equal(load_teacher(tmp_path / "small.safetensors")(x), ids)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        teacher(torch.rand(1, 3, 30, 32))
+
+
+def test_maskgit_vqgan_teacher_is_strict_and_names_keys(tmp_path):
+    sd = _small_state_dict()
+    broken = {k: v for k, v in sd.items() if k != "encoder.down.1.block.0.nin_shortcut.weight"}
+    torch.save(broken, tmp_path / "missing.bin")
+    with pytest.raises(ValueError, match=r"missing keys encoder\.down\.1\.block\.0\.nin_shortcut\.weight"):
+        load_teacher(tmp_path / "missing.bin")
+    torch.save({**sd, "encoder.extra.weight": torch.zeros(2)}, tmp_path / "extra.bin")
+    with pytest.raises(ValueError, match=r"unexpected keys encoder\.extra\.weight"):
+        load_teacher(tmp_path / "extra.bin")
+    torch.save({**sd, "quantize.embedding.weight": torch.zeros(16, 9)}, tmp_path / "shape.bin")
+    with pytest.raises(ValueError, match=r"wrong shapes quantize\.embedding\.weight \[16, 9\] \(expected \[16, 8\]\)"):
+        load_teacher(tmp_path / "shape.bin")
+    torch.save({k: v for k, v in sd.items() if k != "encoder.conv_in.weight"}, tmp_path / "noenc.bin")
+    with pytest.raises(ValueError, match=r"missing encoder\.conv_in\.weight"):
+        load_teacher(tmp_path / "noenc.bin")
+    torch.save([1, 2], tmp_path / "list.bin")
+    with pytest.raises(ValueError, match="not a flat state dict"):
+        load_teacher(tmp_path / "list.bin")
+    (tmp_path / "junk.bin").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_teacher(tmp_path / "junk.bin")
+
+
+def test_released_maskgit_vqgan_layout_is_consumed_on_meta():
+    """The released maskgit-vqgan-imagenet-f16-256 layout (upstream PretrainedTokenizer: hidden 128, channel_mult
+    [1, 1, 2, 2, 4], 2 res blocks, z 256, 1024 codes): every encoder / codebook key used with its shape."""
+    from zoo.train.proxy import MaskGITVQGANTeacher
+
+    layout = _maskgit_vqgan_layout(128, (1, 1, 2, 2, 4), 2, 256, 1024)
+    assert {k for k in layout if "nin_shortcut" in k} == {"encoder.down.2.block.0.nin_shortcut.weight",
+                                                         "encoder.down.4.block.0.nin_shortcut.weight"}
+    assert sum(k.startswith("encoder.") for k in layout) == 79
+    sd = {k: torch.empty(s, device="meta") for k, s in layout.items()}
+    teacher = MaskGITVQGANTeacher.from_state_dict(sd)
+    assert teacher.patch_size == 16 and teacher.num_codes == 1024
+    got = {("quantize.embedding.weight" if k == "codebook" else k): tuple(v.shape) for k, v in teacher.state_dict().items()}
+    assert got == {k: s for k, s in layout.items() if not k.startswith("decoder.")}
+    default = MaskGITVQGANTeacher.__init__.__defaults__
+    assert default == (128, (1, 1, 2, 2, 4), 2, 256, 1024)  # the constructor's defaults are the released sizes
+
+
+def test_training_program_takes_the_maskgit_vqgan_bin(tmp_path):
+    """The smoke recipe (32x32 images, decoder patch 8, 32 proxy codes) with an official-layout .bin teacher of
+    p = 8 (four levels): one proxy-code step; a teacher with another code count is refused by name."""
+    from zoo.media import save_image
+
+    for i in range(2):
+        save_image(tmp_path / "imgs" / f"{i}.png", torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(i)))
+    g = torch.Generator().manual_seed(0)
+    for name, codes in (("good.bin", 32), ("bad.bin", 16)):
+        layout = _maskgit_vqgan_layout(32, (1, 1, 1, 1), 1, 8, codes)
+        torch.save({k: 0.1 * torch.randn(s, generator=g) for k, s in layout.items()}, tmp_path / name)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    recipe = REPO / "recipes" / "_smoke" / "one_d_piece.yaml"
+
+    def run(teacher):
+        return subprocess.run(
+            [sys.executable, str(REPO / "training" / "train_autoencoder.py"), str(recipe), f"data.paths=[{tmp_path / 'imgs'}]",
+             f"loss.proxy_teacher={tmp_path / teacher}", "train.steps=1", f"train.run_dir={tmp_path / teacher}.run",
+             "loss.stages=[{name: proxy, from_step: 0, weights: {proxy: 1.0, quantizer: 1.0}}]"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    bad = run("bad.bin")
+    assert bad.returncode != 0 and "gives 16 codes, but the model predicts 32" in bad.stderr
+    good = run("good.bin")
+    assert good.returncode == 0, good.stderr[-3000:]
+    row = json.loads((tmp_path / "good.bin.run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 < row["proxy"] and "l2" not in row

@@ -32,6 +32,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.blocks.maskgit_vqgan import PixelDecoder
 from zoo.blocks.vit import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop
 from zoo.quantizers.vq import VectorQuantizer
@@ -134,79 +135,6 @@ TINY_TEST = OneDPieceConfig(
     encoder_width=32, encoder_depth=1, encoder_heads=2, decoder_width=32, decoder_depth=1, decoder_heads=2,
     proxy_codebook_size=32, proxy_dim=16, pixel_channels=32, pixel_channel_mult=(1, 1, 1, 1),
 )
-
-
-# ----------------------------------------------------------------------------------------------
-# MaskGIT-VQGAN pixel decoder (no attention layers)
-# ----------------------------------------------------------------------------------------------
-class VQGANResBlock(nn.Module):
-    """GN -> SiLU -> conv3x3 -> GN -> SiLU -> conv3x3 (no conv biases), plus a residual.
-
-    MaskGIT-VQGAN quirk, kept because the released weights were trained with it: when the channel
-    count changes, the residual is `nin_shortcut` (1x1, out -> out) applied to the block's own
-    output, so the block returns `h + nin_shortcut(h)` and the input is not carried over.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(32, in_channels, eps=1e-6)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = nn.GroupNorm(32, out_channels, eps=1e-6)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.nin_shortcut = nn.Conv2d(out_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return h + (self.nin_shortcut(h) if self.nin_shortcut is not None else x)
-
-
-class VQGANUpLevel(nn.Module):
-    """Residual blocks at one resolution, then (except the finest level) nearest x2 + conv3x3."""
-
-    def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int, upsample: bool):
-        super().__init__()
-        self.block = nn.ModuleList(
-            VQGANResBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(num_res_blocks)
-        )
-        self.upsample_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1) if upsample else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        for blk in self.block:
-            x = blk(x)
-        if self.upsample_conv is not None:
-            x = self.upsample_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return x
-
-
-class PixelDecoder(nn.Module):
-    """MaskGIT-VQGAN decoder: `[B, z_channels, g, g] -> [B, 3, g * 2**(L-1), g * 2**(L-1)]`, unclamped.
-
-    `up[i]` is resolution level i (0 = finest); the levels run from coarsest to finest.
-    """
-
-    def __init__(self, z_channels: int, channels: int, channel_mult: tuple[int, ...], num_res_blocks: int,
-                 out_channels: int = 3):
-        super().__init__()
-        mults = tuple(channel_mult)
-        top = channels * mults[-1]
-        self.conv_in = nn.Conv2d(z_channels, top, 3, padding=1)
-        self.mid = nn.ModuleList(VQGANResBlock(top, top) for _ in range(num_res_blocks))
-        levels = []
-        for i in range(len(mults)):
-            block_in = channels * (mults[i + 1] if i + 1 < len(mults) else mults[-1])
-            levels.append(VQGANUpLevel(block_in, channels * mults[i], num_res_blocks, upsample=i > 0))
-        self.up = nn.ModuleList(levels)
-        self.norm_out = nn.GroupNorm(32, channels * mults[0], eps=1e-6)
-        self.conv_out = nn.Conv2d(channels * mults[0], out_channels, 3, padding=1)
-
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.conv_in(z)
-        for blk in self.mid:
-            h = blk(h)
-        for level in reversed(self.up):
-            h = level(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,19 +1,26 @@
 """Proxy-code teachers for TiTok-style two-stage training (One-D-Piece's stage 1).
 
-TiTok (arXiv 2406.07550, github bytedance/1d-tokenizer) and One-D-Piece (arXiv 2501.10064) first
-train the tokenizer to predict, at every position of the decoder's grid, the code that a frozen
-MaskGIT-VQGAN gives that image patch (cross-entropy on "proxy codes"); only the second stage trains
-through pixels. The proxy targets are what makes the encoder image-dependent from the first steps.
-The MaskGIT-VQGAN weights do not ship here, so `PatchKMeansTeacher` stands in for them: the codes are
-the nearest of K k-means centroids of raw pixel patches (a VQ "tokenizer" without learning), fitted
-once on training crops by `fit_patch_kmeans` (`python training/fit_proxy_teacher.py`).
+TiTok (arXiv 2406.07550, github bytedance/1d-tokenizer, Apache-2.0) and One-D-Piece (arXiv 2501.10064,
+github turingmotors/One-D-Piece, Apache-2.0) first train the tokenizer to predict, at every position
+of the decoder's grid, the code that a frozen MaskGIT-VQGAN (arXiv 2202.04200) gives that image patch
+(cross-entropy on "proxy codes"); only the second stage trains through pixels. The proxy targets are
+what makes the encoder image-dependent from the first steps.
 
-A teacher maps images [B, 3, S, S] in [0, 1] -> ids [B, S / p, S / p] (int64).
+Two teachers, both `images [B, 3, S, S] in [0, 1] -> ids [B, S / p, S / p]` (int64):
+- `MaskGITVQGANTeacher`: the real one. MaskGIT-VQGAN's encoder (zoo.blocks.maskgit_vqgan.VQGANEncoder)
+  and the nearest (Euclidean) of its 1024 x 256 codes, p = 16. Upstream's file is
+  `maskgit-vqgan-imagenet-f16-256.bin` in the hub repo `fun-research/TiTok`; upstream feeds it the
+  training batch as it is, in [0, 1] (ToTensor, Normalize(0, 1)), as here.
+- `PatchKMeansTeacher`: a stand-in that needs no download: the nearest of K k-means centroids of raw
+  pixel patches, fitted once on training crops by `fit_patch_kmeans` (`python training/fit_proxy_teacher.py`).
+
+`load_teacher(path)` reads either file. Written anew from a reading of the upstream code.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -21,9 +28,10 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from zoo.blocks.maskgit_vqgan import VQGANEncoder
 from zoo.quantizers.vq import kmeans, nearest_codes
 
-__all__ = ["PatchKMeansTeacher", "fit_patch_kmeans", "load_teacher"]
+__all__ = ["MaskGITVQGANTeacher", "PatchKMeansTeacher", "fit_patch_kmeans", "load_teacher"]
 
 
 class PatchKMeansTeacher(nn.Module):
@@ -64,20 +72,35 @@ class PatchKMeansTeacher(nn.Module):
         os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
-def load_teacher(path: str | Path) -> PatchKMeansTeacher:
-    """A teacher file written by `PatchKMeansTeacher.save` (safetensors with its patch size in the header)."""
+def load_teacher(path: str | Path) -> PatchKMeansTeacher | MaskGITVQGANTeacher:
+    """A proxy teacher from a file: the official MaskGIT-VQGAN state dict (`.bin` / `.pt` / `.pth`, a torch
+    pickle of tensors, read with weights_only=True, or the same keys as safetensors) or a patch k-means
+    file written by `PatchKMeansTeacher.save` (safetensors with kind=patch_kmeans in its header)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"proxy teacher {path} not found; write one with "
-                                "`python training/fit_proxy_teacher.py RECIPE.yaml --out PATH`.")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("kind") != "patch_kmeans" or "patch_size" not in meta:
-        raise ValueError(f"{path} is not a proxy teacher file (its header says kind={meta.get('kind')!r}; "
-                         "expected 'patch_kmeans' with a patch_size).")
-    return PatchKMeansTeacher(load_file(str(path))["centroids"], int(meta["patch_size"]))
+        raise FileNotFoundError(f"proxy teacher {path} not found; give the official MaskGIT-VQGAN file "
+                                "(maskgit-vqgan-imagenet-f16-256.bin from the hub repo fun-research/TiTok) or write a "
+                                "stand-in with `python training/fit_proxy_teacher.py RECIPE.yaml --out PATH`.")
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), "pt") as f:
+            meta, keys = f.metadata() or {}, set(f.keys())
+        if meta.get("kind") == "patch_kmeans" and "patch_size" in meta:
+            return PatchKMeansTeacher(load_file(str(path))["centroids"], int(meta["patch_size"]))
+        if any(k.startswith(("encoder.", "quantize.")) for k in keys):
+            return MaskGITVQGANTeacher.from_state_dict(load_file(str(path)), source=str(path))
+        raise ValueError(f"{path} is not a proxy teacher file: its header says kind={meta.get('kind')!r} (expected "
+                         "'patch_kmeans' with a patch_size) and it holds no MaskGIT-VQGAN encoder.* / quantize.* keys.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torch pickle of tensors only; anything else is not a teacher
+        raise ValueError(f"{path} is neither safetensors nor a torch state-dict file loadable with weights_only=True "
+                         f"({type(e).__name__}: {str(e)[:200]}).") from e
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a flat state dict of tensors "
+                         "(the official MaskGIT-VQGAN file is one: encoder.*, decoder.*, quantize.embedding.weight).")
+    return MaskGITVQGANTeacher.from_state_dict(state_dict, source=str(path))
 
 
 def fit_patch_kmeans(images: Tensor, patch_size: int, num_codes: int, iters: int = 20,
@@ -91,3 +114,106 @@ def fit_patch_kmeans(images: Tensor, patch_size: int, num_codes: int, iters: int
         torch.manual_seed(seed)
         centroids, _ = kmeans(patches, num_codes, iters)
     return PatchKMeansTeacher(centroids, patch_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# MaskGIT-VQGAN (the official teacher)
+# ----------------------------------------------------------------------------------------------
+# Keys of the official file that the teacher does not use: the VQGAN decoder (proxy codes need only
+# the encoder and the codebook). Any other key that is not the encoder's or the codebook's is an error.
+MASKGIT_VQGAN_IGNORED_PREFIXES = ("decoder.",)
+_CODEBOOK_KEY = "quantize.embedding.weight"  # official name; ours is `codebook`
+
+
+class MaskGITVQGANTeacher(nn.Module):
+    """Proxy codes = nearest code (squared Euclidean, as upstream's quantizer) of the MaskGIT-VQGAN
+    encoder's output at each position. Defaults = the released `maskgit-vqgan-imagenet-f16-256`:
+    hidden 128, channel_mult (1, 1, 2, 2, 4), 2 residual blocks per level, 1024 codes of dim 256, p = 16.
+
+    x: [B, 3, H, W] in [0, 1] (H, W multiples of p) -> ids [B, H / p, W / p] int64. Runs in fp32 even
+    inside an autocast region (the argmin over 1024 distances should not see bf16 rounding).
+    """
+
+    def __init__(self, channels: int = 128, channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4), num_res_blocks: int = 2,
+                 z_channels: int = 256, num_codes: int = 1024):
+        super().__init__()
+        self.encoder = VQGANEncoder(channels, channel_mult, num_res_blocks, z_channels)
+        self.register_buffer("codebook", torch.zeros(num_codes, z_channels))  # [K, D]
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def num_codes(self) -> int:
+        return self.codebook.shape[0]
+
+    @property
+    def patch_size(self) -> int:
+        return self.encoder.downsampling
+
+    def train(self, mode: bool = True) -> "MaskGITVQGANTeacher":
+        return super().train(False)  # frozen: a parent's .train() must not change it (it has no dropout anyway)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.patch_size
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(f"the MaskGIT-VQGAN proxy teacher takes images [B, 3, H, W] in [0, 1] with H and W "
+                             f"multiples of {p}; got shape {list(x.shape)}.")
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z = self.encoder(x.to(self.codebook.dtype))  # [B, D, H/p, W/p]
+            b, _, h, w = z.shape
+            ids = nearest_codes(rearrange(z, "b d h w -> (b h w) d"), self.codebook)  # [B h w]
+        return ids.reshape(b, h, w)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Tensor], source: str = "the state dict") -> "MaskGITVQGANTeacher":
+        """Official keys (`encoder.*`, `quantize.embedding.weight`; `decoder.*` ignored) -> a teacher whose
+        sizes are read from the shapes. Strict: a missing, unexpected or mis-shaped key is a ValueError that
+        names it. Built on the meta device and filled by assignment (no random init, no copy; meta tensors in,
+        a meta teacher out, which is how the released layout is checked without the file)."""
+        sd = {k: v for k, v in state_dict.items() if not k.startswith(MASKGIT_VQGAN_IGNORED_PREFIXES)}
+        sizes = _maskgit_vqgan_sizes(sd, source)
+        with torch.device("meta"):
+            teacher = cls(**sizes)
+        expected = {k: v.shape for k, v in teacher.state_dict().items()}
+        ours = {("codebook" if k == _CODEBOOK_KEY else k): v for k, v in sd.items()}
+        official = {"codebook": _CODEBOOK_KEY}
+        missing = [official.get(k, k) for k in expected if k not in ours]
+        unexpected = [k for k in sd if ("codebook" if k == _CODEBOOK_KEY else k) not in expected]
+        wrong = [f"{official.get(k, k)} {list(ours[k].shape)} (expected {list(shape)})"
+                 for k, shape in expected.items() if k in ours and ours[k].shape != shape]
+        if missing or unexpected or wrong:
+            parts = [f"{label} {_few(keys)}" for label, keys in
+                     (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if keys]
+            raise ValueError(f"{source} is not a MaskGIT-VQGAN teacher of the layout its shapes imply {sizes}: "
+                             + "; ".join(parts) + ". Accepted: the encoder.* and quantize.embedding.weight keys of "
+                             f"upstream's PretrainedTokenizer; keys under {list(MASKGIT_VQGAN_IGNORED_PREFIXES)} are ignored.")
+        teacher.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
+        return teacher.requires_grad_(False).eval()
+
+
+def _few(keys: list[str], n: int = 8) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _maskgit_vqgan_sizes(sd: Mapping[str, Tensor], source: str) -> dict:
+    """The constructor arguments of MaskGITVQGANTeacher, read from the official keys' shapes."""
+    needed = ["encoder.conv_in.weight", "encoder.conv_out.weight", _CODEBOOK_KEY, "encoder.down.0.block.0.conv1.weight"]
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        raise ValueError(f"{source} holds no MaskGIT-VQGAN encoder and codebook: missing {', '.join(absent)}. "
+                         "Expected the official maskgit-vqgan-imagenet-f16-256.bin (fun-research/TiTok) or the same keys.")
+    channels = sd["encoder.conv_in.weight"].shape[0]
+    levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.down."))
+    blocks = 1 + max(int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block."))
+    mult = []
+    for i in range(levels):
+        w = sd.get(f"encoder.down.{i}.block.0.conv1.weight")
+        if w is None or w.shape[0] % channels:
+            raise ValueError(f"{source}: level {i} of the MaskGIT-VQGAN encoder has no block 0 conv1 whose width is a "
+                             f"multiple of conv_in's {channels} channels (encoder.down.{i}.block.0.conv1.weight: "
+                             f"{None if w is None else list(w.shape)}).")
+        mult.append(w.shape[0] // channels)
+    codebook = sd[_CODEBOOK_KEY]
+    return dict(channels=channels, channel_mult=tuple(mult), num_res_blocks=blocks,
+                z_channels=sd["encoder.conv_out.weight"].shape[0], num_codes=codebook.shape[0])
