@@ -402,10 +402,10 @@ VARIANTS: tuple[Variant, ...] = (
         embedded="vat/tiny",
         official=False,
         description=(
-            "Tiny VAT trained here on CPU (260 steps, 27.5 minutes on 2 shared cores) on 21 watertight CGAL sample "
-            "meshes and glmark2's bunny, rotation/scale augmented; 7 CGAL meshes held out. 63 tokens of 8 bits "
-            "(63 bytes) per shape in 6 scales. Undertrained: it decodes every shape to an average blob with no "
-            "surface at 0.5 (see models/vat/NOTES.md); it exercises the pipeline, it is not a usable model."
+            "Tiny VAT trained here on CPU (4000 steps, 47 minutes on one process) on 21 watertight CGAL sample "
+            "meshes and glmark2's bunny, scale augmented; 7 CGAL meshes held out. 63 tokens of 8 bits (63 bytes) "
+            "per shape in 6 scales. A coarse shape codec: held-out F-score@0.05 0.34 vs 0.46 for 8^3 binary "
+            "voxels of the same size (models/vat/NOTES.md)."
         ),
     ),
 )
