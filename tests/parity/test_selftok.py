@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo import Tokens
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir
+from tests.conftest import parity_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo import Tokens
 
 LATENT_ATOL = 1e-5

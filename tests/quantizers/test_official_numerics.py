@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo.quantizers import FSQ, LFQ, ResidualVQ, VectorQuantizer
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir, parity_files
+from tests.conftest import parity_dir, parity_files
 from zoo import hub
 from zoo.api import Tokens
 from zoo.tokenizers import one_d_piece as odp

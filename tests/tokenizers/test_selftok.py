@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo import Tokens, hub
 from zoo.tokenizers import selftok as st
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir, parity_files
+from tests.conftest import parity_dir, parity_files
 from zoo import hub, registry
 from zoo.api import Tokens
 from zoo.tokenizers import wavtokenizer as wt

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo import Tokens, hub, registry
 from zoo.tokenizers import wetok
 from zoo.tokenizers.wetok import TINY_CONFIG, WeTok, WeTokConfig, from_official_config, remap_state_dict

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import zoo
-from conftest import parity_dir
+from tests.conftest import parity_dir
 from zoo import hub
 from zoo.api import config_to_dict
 from zoo.tokenizers import xy_tokenizer as xy
