@@ -221,3 +221,20 @@ def test_bad_tokens_and_options(model, points):
         model(points, occupancy=torch.zeros(2, 10))
     with pytest.raises(ValueError, match="finest scale"):
         V.VAT(V.VATConfig(num_latents=64, scales=(1, 2, 4)))
+
+
+def test_coarse_to_fine_decode_keeps_the_level_set():
+    tok = zoo.load("vat-tiny")  # the embedded trained model: a field with a real surface
+    x, _ = tok.example_input(2, torch.Generator().manual_seed(0))
+    tokens = tok.encode(x)
+    dense = tok.decode(tokens, resolution=48)
+    fast = tok.decode(tokens, resolution=48, coarse=12)
+    assert fast.shape == dense.shape == (2, 48, 48, 48)
+    assert 0 < float((dense > 0.5).float().mean()) < 1  # there is a surface to keep
+    same_side = ((dense > 0.5) == (fast > 0.5)).float().mean()
+    assert same_side > 0.999, f"coarse-to-fine moved {1 - float(same_side):.2%} of the voxels across the level"
+    exact = (fast - dense).abs() < 1e-5
+    assert 0.01 < float(exact.float().mean()) < 1  # some points evaluated exactly, the rest interpolated
+    assert len(tok.decode(tokens, resolution=48, coarse=12, output="mesh")) == 2
+    with pytest.raises(ValueError, match="coarse must lie in"):
+        tok.decode(tokens, resolution=48, coarse=48)

@@ -253,6 +253,27 @@ class VAT(Tokenizer):
         parts = [self.decoder.logits(planes, q) for q in queries.split(self.cfg.query_chunk, dim=1)]
         return torch.cat(parts, dim=1)
 
+    def _coarse_to_fine(self, planes: Tensor, r: int, coarse: int, level: float) -> Tensor:
+        """Occupancy probabilities [B, r, r, r]: exact near `level` crossings of a coarse grid, interpolated elsewhere."""
+        from zoo.media.mesh import grid_points
+
+        b = planes.shape[0]
+        grid = grid_points(coarse).to(self.device).expand(b, -1, -1)
+        low = self.occupancy_logits(planes, grid).sigmoid().reshape(b, 1, coarse, coarse, coarse)
+        # grid_points spans [-1, 1] end to end, as align_corners=True does
+        probs = F.interpolate(low, size=(r, r, r), mode="trilinear", align_corners=True).reshape(b, -1)
+        inside = (low > level).float()
+        # uncertain coarse points: a neighbour is on the other side, or the value itself is close to the level
+        unsure = (F.max_pool3d(inside, 3, 1, 1) != -F.max_pool3d(-inside, 3, 1, 1)) | ((low - level).abs() < 0.25)
+        unsure = F.max_pool3d(unsure.float(), 3, 1, 1)  # and their neighbours
+        near = F.interpolate(unsure, size=(r, r, r), mode="nearest").reshape(b, -1) > 0
+        fine = grid_points(r).to(self.device)
+        for i in range(b):  # each shape has its own set of points near its surface
+            sel = near[i].nonzero().squeeze(1)
+            if sel.numel():
+                probs[i, sel] = self.occupancy_logits(planes[i : i + 1], fine[sel][None]).sigmoid()[0].to(probs.dtype)
+        return probs.reshape(b, r, r, r)
+
     # -- contract ------------------------------------------------------------------------------
     def encode(self, x, seed: int = 0) -> Tokens:
         """points [B, N, 6] (or 3 without normals) in [-1, 1]^3, or meshes -> Tokens [B, sum(scales)],
@@ -264,10 +285,17 @@ class VAT(Tokenizer):
         return Tokens(ids=ids.cpu(), layout="multiscale",
                       meta=self.token_meta(scale_sizes=list(self.quantizer.scale_sizes), num_points=int(points.shape[1])))
 
-    def decode(self, tokens: Tokens, resolution: int | None = None, output: str = "occupancy", level: float = 0.5):
+    def decode(self, tokens: Tokens, resolution: int | None = None, output: str = "occupancy", level: float = 0.5,
+               coarse: int | None = None):
         """Tokens (all scales, or the first s via tokens.first_scales(s)) -> occupancy probabilities
         [B, R, R, R] on the grid zoo.media.mesh.grid_points(R) over [-1, 1]^3 (R = resolution, default
-        cfg.grid_resolution); output="mesh" returns a list of B trimesh meshes (marching cubes at `level`)."""
+        cfg.grid_resolution); output="mesh" returns a list of B trimesh meshes (marching cubes at `level`).
+
+        coarse: evaluate coarse-to-fine (as Occupancy Networks' MISE) instead of at all R^3 points: a
+        coarse^3 grid first, trilinearly upsampled, then the exact value at every fine point within one
+        coarse cell of a `level` crossing. Away from the surface the values are interpolated, so the
+        grid is not the dense one, but its `level` set is, unless a part thinner than a coarse cell
+        falls between coarse points. None: dense."""
         if output not in ("occupancy", "mesh"):
             raise ValueError(f"VAT.decode output must be 'occupancy' or 'mesh'; got {output!r}.")
         self.check_tokens(tokens)
@@ -275,13 +303,19 @@ class VAT(Tokenizer):
         r = int(resolution or self.cfg.grid_resolution)
         if r < 2:
             raise ValueError(f"decode resolution must be at least 2; got {r}.")
+        if coarse is not None and not 2 <= int(coarse) < r:
+            raise ValueError(f"decode coarse must lie in [2, resolution={r}); got {coarse}.")
         from zoo.media.mesh import grid_points
 
         with torch.inference_mode():
             z = self.quantizer.ids_to_quantized(tokens.ids.to(self.device))  # [B, L, C]
             planes = self.decoder.triplane(z)
-            queries = grid_points(r).to(self.device).expand(z.shape[0], -1, -1)  # [B, R^3, 3]
-            probs = self.occupancy_logits(planes, queries).sigmoid().reshape(-1, r, r, r).float().cpu()
+            if coarse is None:
+                queries = grid_points(r).to(self.device).expand(z.shape[0], -1, -1)  # [B, R^3, 3]
+                probs = self.occupancy_logits(planes, queries).sigmoid().reshape(-1, r, r, r)
+            else:
+                probs = self._coarse_to_fine(planes, r, int(coarse), level)
+            probs = probs.float().cpu()
         if output == "occupancy":
             return probs
         from zoo.media.mesh import marching_cubes
