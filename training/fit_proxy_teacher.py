@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,7 +24,7 @@ from zoo.train.data import build_dataset
 from zoo.train.proxy import fit_patch_kmeans
 from zoo.train.recipe import read_recipe
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling program defines the recipe format
 from train_autoencoder import ProgramConfig  # noqa: E402  (the recipe format of that program)
 
 
