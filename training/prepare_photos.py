@@ -9,7 +9,13 @@ Split (fixed; written in the recipes that use it):
              GPL-2+; `apt-get install -y mate-backgrounds`)
   heldout/   four scikit-image photos never trained on: astronaut, coffee, chelsea, rocket
 
+With --wide, train/ also holds the other real photos that ship in wheels here (scikit-image retina,
+hubble_deep_field, stereo_motorcycle left and right, immunohistochemistry, camera, moon, brick, grass,
+gravel (grey photos as RGB); scikit-learn china, flower; matplotlib grace_hopper), and every training
+photo at short sides 128, 160 and 256 (content at several scales). held-out/ is the same as without it.
+
     python training/prepare_photos.py [--out runs/data/photos_160] [--short-side 160]
+    python training/prepare_photos.py --wide --out runs/data/photos_wide
 
 Resizing: antialiased bicubic (torch), clamped to [0, 1], saved as 8-bit PNG (lossless from here on).
 """
@@ -46,10 +52,48 @@ def heldout_photos() -> dict[str, torch.Tensor]:
     return out
 
 
+WIDE_SKIMAGE = ("retina", "hubble_deep_field", "stereo_motorcycle", "immunohistochemistry", "camera", "moon", "brick",
+                "grass", "gravel")
+WIDE_SCALES = (128, 160, 256)
+
+
+def _rgb(arr) -> torch.Tensor:
+    """uint8 [H, W], [H, W, 3] or [H, W, 4] -> [3, H, W] floats in [0, 1]."""
+    import numpy as np
+
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    return torch.from_numpy(arr[..., :3].copy()).permute(2, 0, 1).float() / 255
+
+
+def wide_photos() -> dict[str, torch.Tensor]:
+    """The extra training photos of --wide (none of them is held out)."""
+    import matplotlib.cbook
+    from PIL import Image
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    out = {}
+    for name in WIDE_SKIMAGE:
+        arr = getattr(data, name)()
+        if name == "stereo_motorcycle":  # (left, right, disparity)
+            out["motorcycle_left"], out["motorcycle_right"] = _rgb(arr[0]), _rgb(arr[1])
+        else:
+            out[name] = _rgb(arr)
+    sk = load_sample_images()
+    for fname, arr in zip(sk.filenames, sk.images):
+        out[Path(fname).stem] = _rgb(arr)
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        out["grace_hopper"] = _rgb(Image.open(f).convert("RGB"))
+    return out
+
+
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/data/photos_160", help="output folder (train/ and heldout/ inside)")
     ap.add_argument("--short-side", type=int, default=160)
+    ap.add_argument("--wide", action="store_true", help="more training photos, each at short sides 128, 160, 256")
     args = ap.parse_args(argv)
     from zoo.media import save_image
     from zoo.media.image import load_image
@@ -60,11 +104,18 @@ def main(argv=None) -> Path:
     out = Path(args.out)
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / "heldout").mkdir(parents=True, exist_ok=True)
-    for f in train:
-        save_image(out / "train" / f"{f.stem}.png", resize_short_side(load_image(f), args.short_side))
+    photos = {f.stem: load_image(f) for f in train}
+    if args.wide:
+        photos.update(wide_photos())
+    scales = WIDE_SCALES if args.wide else (args.short_side,)
+    for name, img in photos.items():
+        for short in scales:
+            suffix = f"_{short}" if args.wide else ""
+            save_image(out / "train" / f"{name}{suffix}.png", resize_short_side(img, short))
     for name, img in heldout_photos().items():
         save_image(out / "heldout" / f"{name}.png", resize_short_side(img, args.short_side))
-    print(f"wrote {len(train)} training and {len(HELDOUT)} held-out photos to {out} (short side {args.short_side})")
+    print(f"wrote {len(photos)} training photos (short sides {list(scales)}) and {len(HELDOUT)} held-out photos "
+          f"to {out} (short side {args.short_side})")
     return out
 
 

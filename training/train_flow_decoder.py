@@ -34,6 +34,8 @@ from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_rec
 class FlowConfig:
     t_mean: float = 0.0  # logit-normal timesteps: t = sigmoid(N(t_mean, t_std^2))
     t_std: float = 1.0
+    # share of samples at t = 1 exactly (pure noise: the decoder can only use the tokens); 0 = plain logit-normal
+    t_one_prob: float = 0.0
     quantizer_weight: float = 1.0  # times the sum of the quantizer's losses
 
 
@@ -93,6 +95,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             x = next(loader).to(info.device, non_blocking=True)
             batches += 1
             t = L.logit_normal_timesteps(x.shape[0], cfg.flow.t_mean, cfg.flow.t_std, device=info.device)
+            if cfg.flow.t_one_prob > 0:
+                t = torch.where(torch.rand(t.shape, device=t.device) < cfg.flow.t_one_prob, torch.ones_like(t), t)
             # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
             noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
             with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):

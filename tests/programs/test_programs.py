@@ -48,6 +48,27 @@ def test_flow_decoder_two_steps(toys, image_dir, tmp_path):
     assert out.shape == (2, 3, 16, 16)
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_flow_decoder_t_one_prob_puts_that_share_of_samples_at_pure_noise(toys, image_dir, tmp_path, monkeypatch, share):
+    from train_toys import ToyFlow
+
+    seen, inner = [], ToyFlow.flow_forward
+
+    def spy(self, x, *, t, noise):
+        seen.append(t.detach().clone())
+        return inner(self, x, t=t, noise=noise)
+
+    monkeypatch.setattr(ToyFlow, "flow_forward", spy)
+    run("train_flow_decoder", "flow_decoder.yaml",
+        [f"data.paths=[{image_dir}]", f"train.run_dir={tmp_path}", f"flow.t_one_prob={share}"])
+    t = torch.cat(seen)
+    assert t.numel() >= 2
+    if share == 1.0:
+        assert torch.equal(t, torch.ones_like(t))
+    else:
+        assert ((t > 0) & (t < 1)).all()  # logit-normal: never exactly 1
+
+
 def test_flow_program_rejects_a_model_without_flow_forward(toys, image_dir, tmp_path):
     with pytest.raises(TypeError, match="flow_forward"):
         run("train_flow_decoder", "flow_decoder.yaml",

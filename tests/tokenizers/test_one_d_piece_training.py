@@ -46,3 +46,47 @@ def test_smoke_two_steps_then_frozen_encoder_finetune(tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and not {k for k in changed if k.startswith(("encoder.", "quantizer."))}
     assert "encoder.latent_tokens" in before and "encoder.latent_tokens" not in changed
+
+
+# -- stage 2's start: the MaskGIT-VQGAN teacher's codebook and decoder in a stage-1 model (training/one_d_piece_stage2_init.py)
+def _teacher_file(model, path: Path, seed: int) -> dict[str, torch.Tensor]:
+    """A teacher in upstream's PretrainedTokenizer layout whose decoder fits `model`: its own random pixel decoder
+    and proxy codebook under `decoder.*` / `quantize.embedding.weight`, plus an encoder key (left out by stage 2)."""
+    from zoo.tokenizers.one_d_piece import OneDPiece
+
+    torch.manual_seed(seed)
+    other = OneDPiece(model.cfg).state_dict()
+    sd = {"decoder." + k[len("pixel_decoder."):]: v for k, v in other.items() if k.startswith("pixel_decoder.")}
+    sd["quantize.embedding.weight"] = other["proxy_codebook"]
+    sd["encoder.conv_in.weight"] = torch.randn(8, 3, 3, 3)
+    torch.save(sd, path)
+    return sd
+
+
+def test_stage2_init_takes_the_teachers_decoder_and_keeps_the_rest(tmp_path):
+    import runpy
+
+    from zoo.tokenizers.one_d_piece import TINY_TEST, OneDPiece
+
+    torch.manual_seed(0)
+    stage1 = OneDPiece(TINY_TEST)
+    stage1.save_pretrained(tmp_path / "stage1")
+    teacher = _teacher_file(stage1, tmp_path / "maskgit-vqgan.bin", seed=1)
+    script = runpy.run_path(str(REPO / "training" / "one_d_piece_stage2_init.py"), run_name="stage2_init")
+    out = script["main"]([str(tmp_path / "stage1"), "--teacher", str(tmp_path / "maskgit-vqgan.bin"), "--out", str(tmp_path / "s2")])
+    got, before = zoo.load(out).state_dict(), stage1.state_dict()
+    assert torch.equal(got["proxy_codebook"], teacher["quantize.embedding.weight"])
+    pixel = [k for k in got if k.startswith("pixel_decoder.")]
+    assert pixel and all(torch.equal(got[k], teacher["decoder." + k[len("pixel_decoder."):]]) for k in pixel)
+    rest = [k for k in got if k != "proxy_codebook" and not k.startswith("pixel_decoder.")]
+    assert rest and all(torch.equal(got[k], before[k]) for k in rest)
+
+    # a teacher of another width, or one without a decoder (the patch k-means stand-in), is refused by name
+    wide = OneDPiece(type(TINY_TEST)(**{**TINY_TEST.__dict__, "pixel_channels": 2 * TINY_TEST.pixel_channels}))
+    _teacher_file(wide, tmp_path / "wide.bin", seed=2)
+    with pytest.raises(ValueError, match="wrong shapes .*pixel_decoder.conv_in.weight"):
+        script["main"]([str(tmp_path / "stage1"), "--teacher", str(tmp_path / "wide.bin"), "--out", str(tmp_path / "bad")])
+    torch.save({k: v for k, v in teacher.items() if not k.startswith("decoder.")}, tmp_path / "nodecoder.bin")
+    with pytest.raises(ValueError, match="no decoder"):
+        script["main"]([str(tmp_path / "stage1"), "--teacher", str(tmp_path / "nodecoder.bin"), "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
