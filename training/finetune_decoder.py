@@ -98,23 +98,24 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         for i in range(accum):
             x = next(loader).to(info.device, non_blocking=True)
             batches += 1
-            with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
-                recon = model(x).recon
-                t = {}
-                if w.l1:
-                    t["l1"] = w.l1 * L.l1_loss(recon, x)
-                if w.l2:
-                    t["l2"] = w.l2 * L.l2_loss(recon, x)
-                if w.stft:
-                    t["stft"] = w.stft * stft(recon, x)
-                if w.mel:
-                    t["mel"] = w.mel * mel(recon, x)
-                if w.perceptual:
-                    t["perceptual"] = w.perceptual * perceptual(recon, x)
-                if not t:
-                    raise ValueError("finetune_decoder: every loss weight is 0; set at least one of l1, l2, stft, mel, perceptual.")
-                loss = sum(t.values())
-            scaler.scale(loss / accum).backward()
+            with zd.gradient_sync(model, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+                with zd.autocast(precision, info.device):
+                    recon = model(x).recon
+                    t = {}
+                    if w.l1:
+                        t["l1"] = w.l1 * L.l1_loss(recon, x)
+                    if w.l2:
+                        t["l2"] = w.l2 * L.l2_loss(recon, x)
+                    if w.stft:
+                        t["stft"] = w.stft * stft(recon, x)
+                    if w.mel:
+                        t["mel"] = w.mel * mel(recon, x)
+                    if w.perceptual:
+                        t["perceptual"] = w.perceptual * perceptual(recon, x)
+                    if not t:
+                        raise ValueError("finetune_decoder: every loss weight is 0; set at least one of l1, l2, stft, mel, perceptual.")
+                    loss = sum(t.values())
+                scaler.scale(loss / accum).backward()
             for k, v in [*t.items(), ("loss", loss)]:
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
         scaler.unscale_(opt)

@@ -263,41 +263,41 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if semantic is not None:
             opt_s.zero_grad(set_to_none=True)
         for i, (x, text) in enumerate(zip(micro, texts)):
-            with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
-                if w.proxy:
-                    out = model(x, proxy_ids=teacher(x))
-                    out.losses = dict(out.losses)
-                    proxy_ce = out.losses.pop("proxy")
-                else:
-                    out = model(**x) if isinstance(x, dict) else model(x)
-                t = {}
-                if w.proxy:
-                    t["proxy"] = w.proxy * proxy_ce
-                if w.l1:
-                    t["l1"] = w.l1 * L.l1_loss(out.recon, x)
-                if w.l2:
-                    t["l2"] = w.l2 * L.l2_loss(out.recon, x)
-                if w.stft:
-                    t["stft"] = w.stft * stft(out.recon, x)
-                if w.mel:
-                    t["mel"] = w.mel * mel(out.recon, x)
-                if w.perceptual:
-                    t["perceptual"] = w.perceptual * perceptual(out.recon, x)
-                if out.losses and w.quantizer:
-                    t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
-                if w.semantic:
-                    with zd.gradient_sync(semantic, i == accum - 1):
+            with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+                with zd.autocast(precision, info.device):
+                    if w.proxy:
+                        out = model(x, proxy_ids=teacher(x))
+                        out.losses = dict(out.losses)
+                        proxy_ce = out.losses.pop("proxy")
+                    else:
+                        out = model(**x) if isinstance(x, dict) else model(x)
+                    t = {}
+                    if w.proxy:
+                        t["proxy"] = w.proxy * proxy_ce
+                    if w.l1:
+                        t["l1"] = w.l1 * L.l1_loss(out.recon, x)
+                    if w.l2:
+                        t["l2"] = w.l2 * L.l2_loss(out.recon, x)
+                    if w.stft:
+                        t["stft"] = w.stft * stft(out.recon, x)
+                    if w.mel:
+                        t["mel"] = w.mel * mel(out.recon, x)
+                    if w.perceptual:
+                        t["perceptual"] = w.perceptual * perceptual(out.recon, x)
+                    if out.losses and w.quantizer:
+                        t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
+                    if w.semantic:
                         t["semantic"] = w.semantic * semantic(out.features, out.feature_lengths, text, lm)
-                if use_d:
-                    logits, feats = disc_inner(out.recon)
-                    if w.adversarial:
-                        t["adversarial"] = w.adversarial * L.generator_loss(logits, cfg.loss.adversarial)
-                    if w.feature_matching:
-                        with torch.no_grad():
-                            _, real_feats = disc_inner(x)
-                        t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
-                loss = sum(t.values())
-            scaler_g.scale(loss / accum).backward()
+                    if use_d:
+                        logits, feats = disc_inner(out.recon)
+                        if w.adversarial:
+                            t["adversarial"] = w.adversarial * L.generator_loss(logits, cfg.loss.adversarial)
+                        if w.feature_matching:
+                            with torch.no_grad():
+                                _, real_feats = disc_inner(x)
+                            t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
+                    loss = sum(t.values())
+                scaler_g.scale(loss / accum).backward()
             fakes.append(out.recon.detach())
             for k, v in t.items():
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
@@ -321,11 +321,12 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if use_d:
             opt_d.zero_grad(set_to_none=True)  # drops what the generator's pass left in it
             for i, (x, fake) in enumerate(zip(micro, fakes)):
-                with zd.gradient_sync(disc, i == accum - 1), zd.autocast(precision, info.device):
-                    logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
-                    n = x.shape[0]
-                    d_loss = L.discriminator_loss([l[:n] for l in logits], [l[n:] for l in logits], cfg.loss.adversarial)
-                scaler_d.scale(d_loss / accum).backward()
+                with zd.gradient_sync(disc, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+                    with zd.autocast(precision, info.device):
+                        logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
+                        n = x.shape[0]
+                        d_loss = L.discriminator_loss([l[:n] for l in logits], [l[n:] for l in logits], cfg.loss.adversarial)
+                    scaler_d.scale(d_loss / accum).backward()
                 terms["disc_loss"] = terms.get("disc_loss", 0.0) + float(d_loss.detach()) / accum
             scaler_d.unscale_(opt_d)
             zd.clip_grad_norm(disc, cfg.train.clip_grad_norm)

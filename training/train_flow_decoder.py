@@ -99,12 +99,13 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                 t = torch.where(torch.rand(t.shape, device=t.device) < cfg.flow.t_one_prob, torch.ones_like(t), t)
             # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
             noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
-            with zd.gradient_sync(model, i == accum - 1), zd.autocast(precision, info.device):
-                out = flow_forward(x, t=t, noise=noise)  # through the wrapper's hooks (DDP / FSDP2)
-                flow = L.flow_matching_loss(out.velocity, out.target)
-                quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
-                loss = flow + quant
-            scaler.scale(loss / accum).backward()
+            with zd.gradient_sync(model, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+                with zd.autocast(precision, info.device):
+                    out = flow_forward(x, t=t, noise=noise)  # through the wrapper's hooks (DDP / FSDP2)
+                    flow = L.flow_matching_loss(out.velocity, out.target)
+                    quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
+                    loss = flow + quant
+                scaler.scale(loss / accum).backward()
             other = [(k, v) for k, v in out.losses.items() if k not in ("loss", "flow", "quantizer")]  # e.g. repa
             for k, v in (("loss", loss), ("flow", flow), ("quantizer", quant), *other):
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum

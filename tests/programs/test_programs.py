@@ -69,6 +69,26 @@ def test_flow_decoder_t_one_prob_puts_that_share_of_samples_at_pure_noise(toys, 
         assert ((t > 0) & (t < 1)).all()  # logit-normal: never exactly 1
 
 
+def test_accumulation_micro_steps_skip_the_gradient_sync_in_backward(toys, image_dir, tmp_path, monkeypatch):
+    """FSDP2 reads set_requires_gradient_sync in its backward hooks, so the flag must still be off when backward runs
+    on the micro-steps before the last (the toy exposes the FSDP2 method; single process, so nothing wraps it)."""
+    from train_toys import ToyFlow
+
+    flags, inner = [], ToyFlow.flow_forward
+    state = {"sync": True}
+
+    def spy(self, x, *, t, noise):
+        out = inner(self, x, t=t, noise=noise)
+        out.velocity.register_hook(lambda g: flags.append(state["sync"]) or g)
+        return out
+
+    monkeypatch.setattr(ToyFlow, "flow_forward", spy)
+    monkeypatch.setattr(ToyFlow, "set_requires_gradient_sync", lambda self, on: state.update(sync=on), raising=False)
+    run("train_flow_decoder", "flow_decoder.yaml",
+        [f"data.paths=[{image_dir}]", f"train.run_dir={tmp_path}", "train.grad_accum=3"])
+    assert flags == [False, False, True] * 2  # two steps of three micro-steps
+
+
 def test_flow_program_rejects_a_model_without_flow_forward(toys, image_dir, tmp_path):
     with pytest.raises(TypeError, match="flow_forward"):
         run("train_flow_decoder", "flow_decoder.yaml",

@@ -147,7 +147,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Skip the gradient all-reduce on accumulation micro-steps (`enabled=False`)."""
+    """Skip the gradient all-reduce on accumulation micro-steps (`enabled=False`). Wrap the micro-step's forward
+    AND backward: DDP decides in forward, FSDP2 reads its flag in the backward hooks."""
     if enabled:
         yield
         return
