@@ -317,6 +317,29 @@ def test_bad_configs():
         odp.OneDPieceConfig(pixel_channels=48)
     with pytest.raises(ValueError, match="no field"):
         odp.OneDPiece.config_from_dict({"widht": 3})
+    with pytest.raises(ValueError, match="dead_code_threshold"):
+        odp.OneDPieceConfig(dead_code_threshold=-1.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_dead_code_restarts_only_when_configured(images, threshold):
+    import dataclasses
+
+    m = odp.OneDPiece(dataclasses.replace(odp.TINY_TEST, dead_code_threshold=threshold)).train()
+    m.quantizer.cluster_size.zero_()  # every code looks unused
+    before = m.quantizer.codebook.detach().clone()
+    m(images)
+    changed = (m.quantizer.codebook != before).any(-1)
+    if threshold == 0:
+        assert not changed.any()  # upstream's behaviour: no restarts
+    else:
+        assert changed.float().mean() > 0.5  # restarted onto (unit-norm) latents of the batch
+        assert torch.allclose(m.quantizer.codebook[changed].norm(dim=-1), torch.ones(int(changed.sum())), atol=1e-5)
+    with torch.no_grad():  # eval never restarts
+        m.eval().quantizer.cluster_size.zero_()
+        before = m.quantizer.codebook.clone()
+        m.encode(images)
+        assert torch.equal(m.quantizer.codebook, before)
 
 
 # ---------------------------------------------------------------------------------------------- files / CLI

@@ -65,6 +65,9 @@ class OneDPieceConfig:
     token_dim: int = 12  # dimension of one code
     use_l2_norm: bool = True  # cosine VQ: latent and codebook rows are l2-normalised
     commitment_cost: float = 0.25  # training only
+    # training only, not upstream: restart codes whose EMA usage falls below this (0 = off, as upstream); the tiny
+    # CPU recipe needs it (without it 7-14 of 1024 codes per token position were in use on held-out crops)
+    dead_code_threshold: float = 0.0
     encoder_width: int = 512
     encoder_depth: int = 8
     encoder_heads: int = 8
@@ -92,6 +95,8 @@ class OneDPieceConfig:
                 )
         if not self.pixel_channel_mult:
             raise ValueError("OneDPieceConfig.pixel_channel_mult needs at least one entry.")
+        if not self.dead_code_threshold >= 0:
+            raise ValueError(f"OneDPieceConfig.dead_code_threshold must be >= 0 (0 = off); got {self.dead_code_threshold!r}.")
         for m in self.pixel_channel_mult:
             if (self.pixel_channels * m) % 32:
                 raise ValueError(
@@ -229,7 +234,8 @@ class OneDPiece(Tokenizer):
         super().__init__(cfg)
         self.encoder = OneDPieceEncoder(cfg)
         self.quantizer = VectorQuantizer(cfg.token_dim, cfg.codebook_size, cosine=cfg.use_l2_norm,
-                                         commitment_weight=cfg.commitment_cost, codebook_weight=1.0)
+                                         commitment_weight=cfg.commitment_cost, codebook_weight=1.0,
+                                         dead_code_threshold=cfg.dead_code_threshold)
         self.tail_drop = TailTokenDrop()  # training only: keep the first k ~ U{1..N} latents per batch
         self.decoder = OneDPieceDecoder(cfg)
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
