@@ -57,6 +57,9 @@ class LossWeights:
     feature_matching: float = 0.0
     semantic: float = 0.0  # ASR alignment through a frozen LM (loss.semantic; needs data.text)
     proxy: float = 0.0  # cross-entropy on a teacher's proxy codes (loss.proxy_teacher; TiTok's stage 1)
+    # L2 of the model's pixel decoder rendering the teacher's codes (trains a decoder for a teacher that has none,
+    # e.g. the patch k-means stand-in; upstream's stage 2 starts from the MaskGIT-VQGAN decoder instead)
+    proxy_render: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,9 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
                     if any(s.weights.semantic for s in stages) else (None, None))
     teacher = None
-    if any(s.weights.proxy for s in stages):
+    if any(s.weights.proxy or s.weights.proxy_render for s in stages):
         if cfg.loss.proxy_teacher is None:
-            raise ValueError("A loss stage weights `proxy` (cross-entropy on proxy codes), but loss.proxy_teacher "
+            raise ValueError("A loss stage weights `proxy` or `proxy_render` (proxy codes), but loss.proxy_teacher "
                              "names no teacher file; give the official maskgit-vqgan-imagenet-f16-256.bin "
                              "(fun-research/TiTok) or write a stand-in with training/fit_proxy_teacher.py.")
         if "proxy_ids" not in inspect.signature(model.forward).parameters:
@@ -265,15 +268,17 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         for i, (x, text) in enumerate(zip(micro, texts)):
             with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
                 with zd.autocast(precision, info.device):
-                    if w.proxy:
+                    proxy_terms = {}
+                    if w.proxy or w.proxy_render:
                         out = model(x, proxy_ids=teacher(x))
                         out.losses = dict(out.losses)
-                        proxy_ce = out.losses.pop("proxy")
+                        proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render")}
                     else:
                         out = model(**x) if isinstance(x, dict) else model(x)
                     t = {}
-                    if w.proxy:
-                        t["proxy"] = w.proxy * proxy_ce
+                    for k, v in proxy_terms.items():
+                        if getattr(w, k):
+                            t[k] = getattr(w, k) * v
                     if w.l1:
                         t["l1"] = w.l1 * L.l1_loss(out.recon, x)
                     if w.l2:

@@ -73,6 +73,16 @@ def test_one_d_piece_proxy_cross_entropy():
     with pytest.raises(ValueError, match=r"proxy_ids must be \[B, g, g\]"):
         model(x, proxy_ids=ids[:, :1])
 
+    # proxy_render: the pixel decoder rendering the teacher's own codes; it trains the proxy codebook and the pixel
+    # decoder only (a decoder for the teacher), and equals the L2 of that rendering by hand
+    render = out.losses["proxy_render"]
+    by_hand = model.pixel_decoder(model.proxy_codebook[ids].permute(0, 3, 1, 2))
+    assert torch.allclose(render, (by_hand - x).pow(2).mean())
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(render, list(params.values()), allow_unused=True)
+    moved = {name.split(".")[0] for name, gr in zip(params, grads) if gr is not None and gr.abs().sum() > 0}
+    assert moved == {"proxy_codebook", "pixel_decoder"}
+
 
 def test_proxy_stage_through_the_training_program(tmp_path):
     from zoo.media import save_image
@@ -92,12 +102,12 @@ def test_proxy_stage_through_the_training_program(tmp_path):
 
     run("fit_proxy_teacher.py", *common, "--images", "8", "--iters", "2")
     assert load_teacher(teacher).num_codes == 32  # the recipe's proxy_codebook_size
-    stages = ("loss.stages=[{name: proxy, from_step: 0, weights: {proxy: 1.0, quantizer: 0.0}},"
+    stages = ("loss.stages=[{name: proxy, from_step: 0, weights: {proxy: 1.0, proxy_render: 1.0, quantizer: 0.0}},"
               " {name: pixels, from_step: 1, weights: {l2: 1.0}}]")
     run("train_autoencoder.py", *common, stages, f"train.run_dir={tmp_path / 'run'}")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "proxy" in rows[0] and "l2" not in rows[0]
-    assert "l2" in rows[1] and "proxy" not in rows[1]
+    assert "proxy" in rows[0] and "proxy_render" in rows[0] and "l2" not in rows[0]
+    assert "l2" in rows[1] and "proxy" not in rows[1] and "proxy_render" not in rows[1]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -362,7 +362,10 @@ class OneDPiece(Tokenizer):
         In training mode, Tail Token Drop keeps the first `k ~ U{1..N}` latents (one draw per batch,
         as upstream; from `generator` when given) before decoding; `metrics["num_tokens"]` records k.
         proxy_ids: [B, g, g] codes of a proxy teacher (stage 1 of the TiTok recipe): adds
-        `losses["proxy"]`, the cross-entropy of the decoder's proxy logits against them.
+        `losses["proxy"]`, the cross-entropy of the decoder's proxy logits against them, and
+        `losses["proxy_render"]`, the L2 between x and the pixel decoder's rendering of the teacher's codes
+        themselves (it trains only the proxy codebook and the pixel decoder: a teacher decoder for a teacher
+        that has none; the training program weights each term by its stage weight).
         """
         z = self.encode_latent(x)
         zq, ids, losses = self.quantize(z)
@@ -372,7 +375,9 @@ class OneDPiece(Tokenizer):
             if proxy_ids.shape != (logits.shape[0], *logits.shape[2:]):
                 raise ValueError(f"proxy_ids must be [B, g, g] = {[logits.shape[0], *logits.shape[2:]]} (one proxy "
                                  f"code per decoder position); got {list(proxy_ids.shape)}.")
-            losses = {**losses, "proxy": F.cross_entropy(logits.float(), proxy_ids)}
+            taught = self.pixel_decoder(rearrange(self.proxy_codebook[proxy_ids], "b h w c -> b c h w"))
+            losses = {**losses, "proxy": F.cross_entropy(logits.float(), proxy_ids),
+                      "proxy_render": F.mse_loss(taught.float(), x.float())}
         recon = self.render(logits)
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses,
