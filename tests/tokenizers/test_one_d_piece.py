@@ -319,6 +319,21 @@ def test_bad_configs():
         odp.OneDPiece.config_from_dict({"widht": 3})
     with pytest.raises(ValueError, match="dead_code_threshold"):
         odp.OneDPieceConfig(dead_code_threshold=-1.0)
+    with pytest.raises(ValueError, match="multiple of 24"):
+        odp.OneDPieceConfig(pixel_norm_groups=24, pixel_channels=32, pixel_channel_mult=(1, 1, 2, 2, 4))
+    with pytest.raises(ValueError, match="pixel_norm_groups must be a positive integer"):
+        odp.OneDPieceConfig(pixel_norm_groups=0)
+
+
+def test_pixel_norm_groups_reach_every_group_norm():
+    import dataclasses
+
+    m = odp.OneDPiece(dataclasses.replace(odp.TINY_TEST, pixel_norm_groups=8))
+    norms = [mod for mod in m.pixel_decoder.modules() if isinstance(mod, torch.nn.GroupNorm)]
+    assert norms and all(n.num_groups == 8 for n in norms)
+    default = odp.OneDPiece(odp.TINY_TEST)
+    assert all(n.num_groups == 32 for n in default.pixel_decoder.modules() if isinstance(n, torch.nn.GroupNorm))
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5])

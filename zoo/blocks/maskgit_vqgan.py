@@ -28,11 +28,11 @@ class VQGANResBlock(nn.Module):
     output, so the block returns `h + nin_shortcut(h)` and the input is not carried over.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int = 32):
         super().__init__()
-        self.norm1 = nn.GroupNorm(32, in_channels, eps=1e-6)
+        self.norm1 = nn.GroupNorm(norm_groups, in_channels, eps=1e-6)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = nn.GroupNorm(32, out_channels, eps=1e-6)
+        self.norm2 = nn.GroupNorm(norm_groups, out_channels, eps=1e-6)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.nin_shortcut = nn.Conv2d(out_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
 
@@ -45,10 +45,10 @@ class VQGANResBlock(nn.Module):
 class VQGANUpLevel(nn.Module):
     """Residual blocks at one resolution, then (except the finest level) nearest x2 + conv3x3."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int, upsample: bool):
+    def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int, upsample: bool, norm_groups: int = 32):
         super().__init__()
         self.block = nn.ModuleList(
-            VQGANResBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(num_res_blocks)
+            VQGANResBlock(in_channels if i == 0 else out_channels, out_channels, norm_groups) for i in range(num_res_blocks)
         )
         self.upsample_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1) if upsample else None
 
@@ -63,22 +63,24 @@ class VQGANUpLevel(nn.Module):
 class PixelDecoder(nn.Module):
     """MaskGIT-VQGAN decoder: `[B, z_channels, g, g] -> [B, 3, g * 2**(L-1), g * 2**(L-1)]`, unclamped.
 
-    `up[i]` is resolution level i (0 = finest); the levels run from coarsest to finest.
+    `up[i]` is resolution level i (0 = finest); the levels run from coarsest to finest. `norm_groups`: GroupNorm
+    groups (32 upstream); with as many groups as channels GroupNorm becomes instance norm, which removes each
+    channel's per-image mean and contrast (a narrow decoder then cannot render an image's overall colour).
     """
 
     def __init__(self, z_channels: int, channels: int, channel_mult: tuple[int, ...], num_res_blocks: int,
-                 out_channels: int = 3):
+                 out_channels: int = 3, norm_groups: int = 32):
         super().__init__()
         mults = tuple(channel_mult)
         top = channels * mults[-1]
         self.conv_in = nn.Conv2d(z_channels, top, 3, padding=1)
-        self.mid = nn.ModuleList(VQGANResBlock(top, top) for _ in range(num_res_blocks))
+        self.mid = nn.ModuleList(VQGANResBlock(top, top, norm_groups) for _ in range(num_res_blocks))
         levels = []
         for i in range(len(mults)):
             block_in = channels * (mults[i + 1] if i + 1 < len(mults) else mults[-1])
-            levels.append(VQGANUpLevel(block_in, channels * mults[i], num_res_blocks, upsample=i > 0))
+            levels.append(VQGANUpLevel(block_in, channels * mults[i], num_res_blocks, upsample=i > 0, norm_groups=norm_groups))
         self.up = nn.ModuleList(levels)
-        self.norm_out = nn.GroupNorm(32, channels * mults[0], eps=1e-6)
+        self.norm_out = nn.GroupNorm(norm_groups, channels * mults[0], eps=1e-6)
         self.conv_out = nn.Conv2d(channels * mults[0], out_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -80,6 +80,7 @@ class OneDPieceConfig:
     pixel_channels: int = 128  # pixel decoder base width (MaskGIT-VQGAN hidden_channels)
     pixel_channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # per resolution, finest first
     pixel_num_res_blocks: int = 2  # residual blocks per resolution
+    pixel_norm_groups: int = 32  # GroupNorm groups of the pixel decoder (upstream: 32)
 
     def __post_init__(self):
         for name in ("image_size", "encoder_patch_size", "decoder_patch_size", "num_latent_tokens", "codebook_size",
@@ -97,11 +98,14 @@ class OneDPieceConfig:
             raise ValueError("OneDPieceConfig.pixel_channel_mult needs at least one entry.")
         if not self.dead_code_threshold >= 0:
             raise ValueError(f"OneDPieceConfig.dead_code_threshold must be >= 0 (0 = off); got {self.dead_code_threshold!r}.")
+        g = self.pixel_norm_groups
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+            raise ValueError(f"OneDPieceConfig.pixel_norm_groups must be a positive integer; got {g!r}.")
         for m in self.pixel_channel_mult:
-            if (self.pixel_channels * m) % 32:
+            if (self.pixel_channels * m) % g:
                 raise ValueError(
-                    "The pixel decoder uses GroupNorm with 32 groups, so pixel_channels x every pixel_channel_mult "
-                    f"entry must be a multiple of 32; got {self.pixel_channels} x {m}."
+                    f"The pixel decoder uses GroupNorm with {g} groups (pixel_norm_groups), so pixel_channels x every "
+                    f"pixel_channel_mult entry must be a multiple of {g}; got {self.pixel_channels} x {m}."
                 )
         out = self.decoder_grid * 2 ** (len(self.pixel_channel_mult) - 1)
         if out != self.image_size:
@@ -240,7 +244,7 @@ class OneDPiece(Tokenizer):
         self.decoder = OneDPieceDecoder(cfg)
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
-                                          cfg.pixel_num_res_blocks)
+                                          cfg.pixel_num_res_blocks, norm_groups=cfg.pixel_norm_groups)
 
     # -- properties ----------------------------------------------------------------------------
     @property
