@@ -98,7 +98,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         for i in range(accum):
             x = next(loader).to(info.device, non_blocking=True)
             batches += 1
-            with zd.gradient_sync(model, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+            with zd.gradient_sync(model, i == accum - 1):  # forward and backward (FSDP2)
                 with zd.autocast(precision, info.device):
                     recon = model(x).recon
                     t = {}

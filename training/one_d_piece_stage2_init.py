@@ -23,28 +23,14 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 import zoo
+from zoo.hub import read_checkpoint
 from zoo.tokenizers.one_d_piece import OneDPiece, remap_state_dict
+from zoo.train.proxy import _few
 
 TEACHER_PREFIXES = ("quantize.", "decoder.")  # upstream keeps these, and drops encoder.*
-
-
-def read_teacher(path: str | Path) -> dict[str, Tensor]:
-    """The teacher's state dict (no code runs: safetensors or torch.load(weights_only=True))."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher file {path} not found (maskgit-vqgan-imagenet-f16-256.bin from fun-research/TiTok).")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(sd, Mapping) or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise ValueError(f"{path} holds a {type(sd).__name__}, not a flat state dict of tensors.")
-    return dict(sd)
 
 
 def stage2_weights(model: OneDPiece, teacher: Mapping[str, Tensor], source: str = "the teacher") -> dict[str, Tensor]:
@@ -59,8 +45,7 @@ def stage2_weights(model: OneDPiece, teacher: Mapping[str, Tensor], source: str 
     unexpected = [k for k in ours if k not in target]
     wrong = [f"{k} {list(ours[k].shape)} (model: {list(s)})" for k, s in target.items() if k in ours and ours[k].shape != s]
     if missing or unexpected or wrong:
-        few = lambda keys: ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")  # noqa: E731
-        parts = [f"{label} ({len(keys)}): {few(keys)}" for label, keys in
+        parts = [f"{label} ({len(keys)}): {_few(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("wrong shapes", wrong)) if keys]
         raise ValueError(f"{source} does not fit the stage-1 model's proxy codebook / pixel decoder ("
                          f"proxy_codebook_size={model.cfg.proxy_codebook_size}, proxy_dim={model.cfg.proxy_dim}, "
@@ -78,7 +63,8 @@ def main(argv=None) -> Path:
     model = zoo.load(args.stage1)
     if not isinstance(model, OneDPiece):
         raise SystemExit(f"{args.stage1} is a {model.family} model; this program starts One-D-Piece stage 2.")
-    new = stage2_weights(model, read_teacher(args.teacher), source=str(args.teacher))
+    teacher, _ = read_checkpoint(args.teacher)  # safetensors or torch.load(weights_only=True): no code runs
+    new = stage2_weights(model, teacher, source=str(args.teacher))
     model.load_state_dict(new, strict=False)
     out = model.save_pretrained(args.out)
     print(f"wrote {out}: {len(new)} proxy-codebook / pixel-decoder tensors from {args.teacher}, the rest from {args.stage1}")

@@ -266,7 +266,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if semantic is not None:
             opt_s.zero_grad(set_to_none=True)
         for i, (x, text) in enumerate(zip(micro, texts)):
-            with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+            # around forward AND backward: FSDP2 reads the flag in backward
+            with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):
                 with zd.autocast(precision, info.device):
                     proxy_terms = {}
                     if w.proxy or w.proxy_render:
@@ -326,7 +327,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if use_d:
             opt_d.zero_grad(set_to_none=True)  # drops what the generator's pass left in it
             for i, (x, fake) in enumerate(zip(micro, fakes)):
-                with zd.gradient_sync(disc, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+                with zd.gradient_sync(disc, i == accum - 1):  # forward and backward
                     with zd.autocast(precision, info.device):
                         logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
                         n = x.shape[0]

@@ -99,7 +99,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                 t = torch.where(torch.rand(t.shape, device=t.device) < cfg.flow.t_one_prob, torch.ones_like(t), t)
             # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
             noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
-            with zd.gradient_sync(model, i == accum - 1):  # around forward and backward (FSDP2 reads the flag in backward)
+            with zd.gradient_sync(model, i == accum - 1):  # forward and backward (FSDP2)
                 with zd.autocast(precision, info.device):
                     out = flow_forward(x, t=t, noise=noise)  # through the wrapper's hooks (DDP / FSDP2)
                     flow = L.flow_matching_loss(out.velocity, out.target)
