@@ -14,7 +14,7 @@ strictly: every proxy / pixel-decoder tensor of the stage-1 model must be replac
 
 --teacher: the official file (fun-research/TiTok, a torch pickle of tensors read with weights_only=True) or the
 same keys as safetensors. A patch k-means stand-in (training/fit_proxy_teacher.py) has no decoder and cannot start
-stage 2; the tiny CPU recipe trains its pixel decoder from scratch instead.
+stage 2; the tiny CPU recipe trains one in stage 1 instead (stage weight `proxy_render`).
 """
 
 from __future__ import annotations
