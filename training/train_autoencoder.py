@@ -18,6 +18,11 @@ optimiser, same optim settings); the LM is neither trained nor saved.
 model computes its own losses (occupancy BCE, KL, commitment), weighted by `quantizer`, and a stage
 with `continuous: true` trains it without its quantiser (the model's `set_continuous`).
 
+One-D-Piece / TiTok's stage 1 trains on a proxy teacher's codes (`loss.proxy_teacher`): `proxy` (cross-entropy on
+them), `proxy_render` (the model's pixel decoder renders them: a decoder for a teacher that has none) and
+`proxy_decode` (the teacher's own decoder renders the model's proxy-code probabilities; the patch k-means
+stand-in's centroid mix). One-D-Piece's `set_continuous` is a warm-up: the decoder reads unquantised latents.
+
 Each step: the generator's micro-batches (forward, loss, backward; the discriminator's own gradients
 from this pass are discarded), one generator update; then, in adversarial stages, the
 discriminator's micro-batches on real and detached generated batches, one discriminator update; EMA.
@@ -60,6 +65,9 @@ class LossWeights:
     # L2 of the model's pixel decoder rendering the teacher's codes (trains a decoder for a teacher that has none,
     # e.g. the patch k-means stand-in; upstream's stage 2 starts from the MaskGIT-VQGAN decoder instead)
     proxy_render: float = 0.0
+    # L2 of the teacher's own decoder applied to the model's proxy-code probabilities (the patch k-means teacher's
+    # centroid mix): a pixel-space stage-1 signal whose logits keep the teacher's meaning
+    proxy_decode: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,13 +145,20 @@ def to_device(batch, device):
     return batch.to(device, non_blocking=True)
 
 
+MEDIA_TERMS = ("l1", "l2", "stft", "mel", "perceptual", "adversarial", "feature_matching")  # compare media
+
+
+def needs_recon(w: LossWeights) -> bool:
+    """Whether a stage's losses read the model's reconstruction (else a proxy-code stage skips rendering it)."""
+    return any(getattr(w, k) for k in MEDIA_TERMS)
+
+
 def check_stages(stages: tuple[Stage, ...], model, kind: str) -> None:
     if any(s.continuous for s in stages) and not hasattr(model, "set_continuous"):
         raise ValueError(f"A stage has continuous: true, but {type(model).__name__} has no set_continuous(); "
-                         "only tokenizers with a bypassable quantiser (VAT) train that way.")
+                         "only tokenizers with a bypassable quantiser (VAT, One-D-Piece) train that way.")
     if kind == "mesh_folder":
-        media_terms = ("l1", "l2", "stft", "mel", "perceptual", "adversarial", "feature_matching")
-        used = sorted({t for s in stages for t in media_terms if getattr(s.weights, t)})
+        used = sorted({t for s in stages for t in MEDIA_TERMS if getattr(s.weights, t)})
         if used:
             raise ValueError(f"3D (mesh_folder) training uses the model's own losses (weight: quantizer); "
                              f"the stages also set {used}, which compare media and do not apply.")
@@ -184,9 +199,9 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
                     if any(s.weights.semantic for s in stages) else (None, None))
     teacher = None
-    if any(s.weights.proxy or s.weights.proxy_render for s in stages):
+    if any(s.weights.proxy or s.weights.proxy_render or s.weights.proxy_decode for s in stages):
         if cfg.loss.proxy_teacher is None:
-            raise ValueError("A loss stage weights `proxy` or `proxy_render` (proxy codes), but loss.proxy_teacher "
+            raise ValueError("A loss stage weights `proxy`, `proxy_render` or `proxy_decode`, but loss.proxy_teacher "
                              "names no teacher file; give the official maskgit-vqgan-imagenet-f16-256.bin "
                              "(fun-research/TiTok) or write a stand-in with training/fit_proxy_teacher.py.")
         if "proxy_ids" not in inspect.signature(model.forward).parameters:
@@ -197,6 +212,10 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if classes is not None and teacher.num_codes != classes:
             raise ValueError(f"The proxy teacher {cfg.loss.proxy_teacher} gives {teacher.num_codes} codes, but the model "
                              f"predicts {classes} (model.config.proxy_codebook_size); make them equal.")
+        if any(s.weights.proxy_decode for s in stages) and not hasattr(teacher, "decode"):
+            raise ValueError(f"A loss stage weights `proxy_decode`, but the proxy teacher {cfg.loss.proxy_teacher} "
+                             f"({type(teacher).__name__}) has no decoder here; use a patch k-means teacher "
+                             "(training/fit_proxy_teacher.py) or drop the weight.")
     adversarial = any(s.weights.adversarial or s.weights.feature_matching for s in stages)
     d = cfg.discriminator
     disc = build_discriminator(d.kind, width=d.width, num_layers=d.num_layers, norm=d.norm, periods=d.periods,
@@ -270,10 +289,12 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):
                 with zd.autocast(precision, info.device):
                     proxy_terms = {}
-                    if w.proxy or w.proxy_render:
-                        out = model(x, proxy_ids=teacher(x))
+                    if w.proxy or w.proxy_render or w.proxy_decode:
+                        out = model(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
+                                    proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w))
                         out.losses = dict(out.losses)
-                        proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render")}
+                        proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode")
+                                       if k in out.losses}
                     else:
                         out = model(**x) if isinstance(x, dict) else model(x)
                     t = {}
@@ -304,7 +325,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                             t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
                     loss = sum(t.values())
                 scaler_g.scale(loss / accum).backward()
-            fakes.append(out.recon.detach())
+            if out.recon is not None:
+                fakes.append(out.recon.detach())
             for k, v in t.items():
                 terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
             if isinstance(x, dict):  # 3D: log the model's own loss terms one by one

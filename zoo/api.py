@@ -230,10 +230,11 @@ class TokenizerOutput:
     `[B, D, T]`), differentiable through the quantizer's straight-through path, for training terms
     that look at the tokens' content (XY-Tokenizer's ASR alignment); `feature_lengths` `[B]`:
     valid frames along its last axis (None: every frame is valid). Families that do not expose
-    them leave both None.
+    them leave both None. `recon` is None only where a family's forward was asked not to render
+    (One-D-Piece's `render=False`, for a proxy-code training stage).
     """
 
-    recon: Tensor
+    recon: Tensor | None
     tokens: Tokens
     losses: dict[str, Tensor] = field(default_factory=dict)
     metrics: dict[str, Tensor] = field(default_factory=dict)

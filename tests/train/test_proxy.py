@@ -39,6 +39,21 @@ def test_patch_kmeans_recovers_the_two_patch_kinds_and_round_trips(tmp_path):
     assert again.patch_size == 8 and torch.equal(again(images), ids)
 
 
+def test_patch_kmeans_decode_mixes_the_centroids_patch_by_patch():
+    images, layout = _two_colour_images()
+    teacher = fit_patch_kmeans(images, patch_size=8, num_codes=2, iters=5)
+    ids = teacher(images)
+    one_hot = F.one_hot(ids, 2).permute(0, 3, 1, 2).float()  # [B, K, h, w]
+    torch.testing.assert_close(teacher.decode(one_hot), images)  # its own codes give the two-colour images back
+    half = teacher.decode(torch.full_like(one_hot, 0.5))  # an even mix: every patch purple
+    torch.testing.assert_close(half, torch.tensor([0.5, 0.0, 0.5]).view(1, 3, 1, 1).expand_as(images))
+    probs = one_hot.clone().requires_grad_(True)
+    teacher.decode(probs).sum().backward()
+    assert probs.grad.abs().sum() > 0  # differentiable in the probabilities (the proxy_decode loss)
+    with pytest.raises(ValueError, match=r"probabilities \[B, 2, h, w\]"):
+        teacher.decode(one_hot[:, :1])
+
+
 def test_teacher_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"\[K, 3 \* 8\^2 = 192\]"):
         PatchKMeansTeacher(torch.zeros(4, 10), patch_size=8)
@@ -84,6 +99,47 @@ def test_one_d_piece_proxy_cross_entropy():
     assert moved == {"proxy_codebook", "pixel_decoder"}
 
 
+def test_one_d_piece_proxy_decode_and_continuous_warm_up():
+    from zoo.tokenizers.one_d_piece import TINY_TEST, OneDPiece
+
+    torch.manual_seed(0)
+    model = OneDPiece(TINY_TEST).train()
+    s, g, k = TINY_TEST.image_size, TINY_TEST.image_size // TINY_TEST.decoder_patch_size, TINY_TEST.proxy_codebook_size
+    p = TINY_TEST.decoder_patch_size
+    teacher = PatchKMeansTeacher(torch.rand(k, 3 * p * p), patch_size=p)
+    x = torch.rand(2, 3, s, s)
+    gen = torch.Generator().manual_seed(0)
+    out = model(x, generator=gen, proxy_decoder=teacher.decode)
+    assert set(out.losses) >= {"proxy_decode"} and "proxy" not in out.losses  # needs no proxy_ids
+    # by hand: the teacher's decoder on the softmax of the decoder's logits (the same tail drop draw)
+    zq = model.tail_drop(model.quantize(model.encode_latent(x))[0], generator=torch.Generator().manual_seed(0)).x
+    by_hand = teacher.decode(model.decode_logits(zq).softmax(1))
+    torch.testing.assert_close(out.losses["proxy_decode"], (by_hand - x).pow(2).mean())
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(out.losses["proxy_decode"], list(params.values()), allow_unused=True)
+    moved = {name.split(".")[0] for name, gr in zip(params, grads) if gr is not None and gr.abs().sum() > 0}
+    assert moved == {"encoder", "decoder"}  # not the pixel decoder nor the proxy codebook
+    skipped = model(x, proxy_decoder=teacher.decode, render=False)  # a proxy stage without pixel losses
+    assert skipped.recon is None and torch.isfinite(skipped.losses["proxy_decode"])
+
+    # continuous warm-up: the decoder reads the l2-normalised latents; the quantizer still counts usage
+    model.eval()
+    quantized = model.decode_logits(model.quantize(model.encode_latent(x))[0])
+    model.train()
+    model.tail_drop.min_keep = TINY_TEST.num_latent_tokens  # keep every token: compare whole outputs
+    model.set_continuous(True)
+    before = model.quantizer.cluster_size.clone()
+    out = model(x, proxy_decoder=teacher.decode)
+    assert not torch.equal(model.quantizer.cluster_size, before)  # usage statistics still update
+    continuous = model.decode_logits(F.normalize(model.encode_latent(x), dim=-1))
+    by_hand = teacher.decode(continuous.softmax(1))
+    torch.testing.assert_close(out.losses["proxy_decode"], (by_hand - x).pow(2).mean())
+    assert not torch.allclose(continuous, quantized, atol=1e-4)
+    model.eval()  # never in eval: encode/decode stay discrete
+    torch.testing.assert_close(model.decode_logits(model.quantize(model.encode_latent(x))[0]), quantized)
+    model.set_continuous(False)
+
+
 def test_proxy_stage_through_the_training_program(tmp_path):
     from zoo.media import save_image
 
@@ -102,12 +158,14 @@ def test_proxy_stage_through_the_training_program(tmp_path):
 
     run("fit_proxy_teacher.py", *common, "--images", "8", "--iters", "2")
     assert load_teacher(teacher).num_codes == 32  # the recipe's proxy_codebook_size
-    stages = ("loss.stages=[{name: proxy, from_step: 0, weights: {proxy: 1.0, proxy_render: 1.0, quantizer: 0.0}},"
-              " {name: pixels, from_step: 1, weights: {l2: 1.0}}]")
-    run("train_autoencoder.py", *common, stages, f"train.run_dir={tmp_path / 'run'}")
+    stages = ("loss.stages=[{name: warm, from_step: 0, continuous: true, weights: {proxy_decode: 1.0, quantizer: 0.0}},"
+              " {name: proxy, from_step: 1, weights: {proxy: 1.0, proxy_render: 1.0, quantizer: 0.0}},"
+              " {name: pixels, from_step: 2, weights: {l2: 1.0}}]")
+    run("train_autoencoder.py", *common, stages, "train.steps=3", f"train.run_dir={tmp_path / 'run'}")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "proxy" in rows[0] and "proxy_render" in rows[0] and "l2" not in rows[0]
-    assert "l2" in rows[1] and "proxy" not in rows[1] and "proxy_render" not in rows[1]
+    assert "proxy_decode" in rows[0] and "proxy" not in rows[0] and "l2" not in rows[0]
+    assert "proxy" in rows[1] and "proxy_render" in rows[1] and "l2" not in rows[1] and "proxy_decode" not in rows[1]
+    assert "l2" in rows[2] and "proxy" not in rows[2] and "proxy_render" not in rows[2]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,15 +331,17 @@ def test_training_program_takes_the_maskgit_vqgan_bin(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     recipe = REPO / "recipes" / "_smoke" / "one_d_piece.yaml"
 
-    def run(teacher):
+    def run(teacher, weights="proxy: 1.0, quantizer: 1.0"):
         return subprocess.run(
             [sys.executable, str(REPO / "training" / "train_autoencoder.py"), str(recipe), f"data.paths=[{tmp_path / 'imgs'}]",
              f"loss.proxy_teacher={tmp_path / teacher}", "train.steps=1", f"train.run_dir={tmp_path / teacher}.run",
-             "loss.stages=[{name: proxy, from_step: 0, weights: {proxy: 1.0, quantizer: 1.0}}]"],
+             f"loss.stages=[{{name: proxy, from_step: 0, weights: {{{weights}}}}}]"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
     bad = run("bad.bin")
     assert bad.returncode != 0 and "gives 16 codes, but the model predicts 32" in bad.stderr
+    no_decoder = run("good.bin", "proxy_decode: 1.0")  # this teacher class reads no decoder
+    assert no_decoder.returncode != 0 and "weights `proxy_decode`, but the proxy teacher" in no_decoder.stderr
     good = run("good.bin")
     assert good.returncode == 0, good.stderr[-3000:]
     row = json.loads((tmp_path / "good.bin.run" / "metrics.jsonl").read_text().splitlines()[0])

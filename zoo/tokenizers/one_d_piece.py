@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -245,6 +245,7 @@ class OneDPiece(Tokenizer):
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
                                           cfg.pixel_num_res_blocks, norm_groups=cfg.pixel_norm_groups)
+        self.continuous = False  # training stage switch (set_continuous); not part of the weights
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -272,6 +273,12 @@ class OneDPiece(Tokenizer):
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
         return torch.rand(batch_size, 3, s, s, generator=generator), {}
+
+    def set_continuous(self, flag: bool) -> None:
+        """Stage switch for training: True lets the decoder read the unquantised (l2-normalised) latents
+        while the quantizer still runs on them (usage statistics, dead-code restarts, its losses), a
+        warm-up that seeds the codebook with real latents before the tokens become discrete."""
+        self.continuous = bool(flag)
 
     # -- the stages (tensors in, tensors out; no input checks) -------------------------------------
     def encode_latent(self, x: Tensor) -> Tensor:
@@ -359,8 +366,8 @@ class OneDPiece(Tokenizer):
             image = self._decode_ids(ids, lengths)
         return image.clamp(0, 1) if clamp else image
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None,
-                proxy_ids: Tensor | None = None) -> TokenizerOutput:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, proxy_ids: Tensor | None = None,
+                proxy_decoder: Callable[[Tensor], Tensor] | None = None, render: bool = True) -> TokenizerOutput:
         """Training / evaluation pass: x [B, 3, S, S] in [0, 1] -> recon (unclamped), tokens, losses.
 
         In training mode, Tail Token Drop keeps the first `k ~ U{1..N}` latents (one draw per batch,
@@ -370,9 +377,17 @@ class OneDPiece(Tokenizer):
         `losses["proxy_render"]`, the L2 between x and the pixel decoder's rendering of the teacher's codes
         themselves (it trains only the proxy codebook and the pixel decoder: a teacher decoder for a teacher
         that has none; the training program weights each term by its stage weight).
+        proxy_decoder: the teacher's own decoder, proxy-code probabilities [B, K_proxy, g, g] -> images (e.g.
+        `PatchKMeansTeacher.decode`): adds `losses["proxy_decode"]`, the L2 between x and that decoder applied to
+        the softmax of this model's proxy logits (a pixel-space signal for the encoder and decoder whose logits
+        keep the teacher's meaning; it needs no proxy_ids).
+        render: False skips the pixel decoder on the predicted logits (`recon` is None): a proxy-code stage
+        that weights no pixel loss does not pay for it (upstream's stage-1 model has no pixel decoder).
         """
         z = self.encode_latent(x)
         zq, ids, losses = self.quantize(z)
+        if self.continuous and self.training:  # warm-up stage: the decoder reads the latents unquantised
+            zq = F.normalize(z, dim=-1) if self.cfg.use_l2_norm else z
         zq = self.tail_drop(zq, generator=generator).x  # identity in eval mode
         logits = self.decode_logits(zq)  # [B, K_proxy, g, g]
         if proxy_ids is not None:
@@ -382,7 +397,9 @@ class OneDPiece(Tokenizer):
             taught = self.pixel_decoder(rearrange(self.proxy_codebook[proxy_ids], "b h w c -> b c h w"))
             losses = {**losses, "proxy": F.cross_entropy(logits.float(), proxy_ids),
                       "proxy_render": F.mse_loss(taught.float(), x.float())}
-        recon = self.render(logits)
+        if proxy_decoder is not None:
+            losses = {**losses, "proxy_decode": F.mse_loss(proxy_decoder(logits.float().softmax(dim=1)), x.float())}
+        recon = self.render(logits) if render else None
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses,
                                metrics={"num_tokens": torch.tensor(float(zq.shape[1]))})

@@ -63,6 +63,15 @@ class PatchKMeansTeacher(nn.Module):
         ids = nearest_codes(patches.reshape(-1, patches.shape[-1]), self.centroids)
         return ids.reshape(patches.shape[:3])  # [B, H/p, W/p]
 
+    def decode(self, probs: Tensor) -> Tensor:
+        """The teacher's own decoder: code probabilities (or one-hot codes) [B, K, h, w] -> images
+        [B, 3, h p, w p], each patch the probability-weighted mix of the centroids. Differentiable in probs."""
+        if probs.dim() != 4 or probs.shape[1] != self.num_codes:
+            raise ValueError(f"PatchKMeansTeacher.decode takes code probabilities [B, {self.num_codes}, h, w]; "
+                             f"got shape {list(probs.shape)}.")
+        patches = torch.einsum("bkhw,kd->bhwd", probs.float(), self.centroids)  # [B, h, w, 3 p p]
+        return rearrange(patches, "b h w (c p q) -> b c (h p) (w q)", p=self.patch_size, q=self.patch_size)
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
