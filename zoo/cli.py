@@ -225,7 +225,7 @@ def cmd_reconstruct(args) -> int:
         recon = tok.decode(tokens, **dec_kw)
         for i, (p, o) in enumerate(zip(paths, outs)):
             written = _write_media(tok, recon[i], o, tokens[i])
-            row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].ids.numel())}
+            row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].unpadded()[0].numel())}  # lengths
             if args.metrics:
                 if tok.modality == "image":
                     row["psnr_db"] = round(float(metrics.psnr(recon[i : i + 1].clamp(0, 1), x[i : i + 1])), 3)
