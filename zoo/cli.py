@@ -63,6 +63,7 @@ def _run_over_files(args, work) -> int:
     from zoo.media import SUFFIXES
 
     tok = _load(args.name)
+    _check_encode_kwargs(tok, _encode_kwargs(args))
     try:
         items = pipelines.discover(args.inputs, SUFFIXES[tok.modality])
     except (FileNotFoundError, ValueError) as e:
@@ -109,7 +110,24 @@ def _encode_kwargs(args) -> dict:
     kw = _parse_options(getattr(args, "option", None))
     if getattr(args, "num_tokens", None) is not None:
         kw["num_tokens"] = args.num_tokens
+    if getattr(args, "target_psnr", None) is not None:
+        kw["target_psnr"] = args.target_psnr
     return kw
+
+
+def _check_encode_kwargs(tok, kw: dict) -> None:
+    """Refuse, by name, encode() options this model's encode does not take (instead of a TypeError per batch)."""
+    import inspect
+
+    params = inspect.signature(tok.encode).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    bad = sorted(set(kw) - set(params))
+    if bad:
+        takes = [n for n, p in list(params.items())[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        raise SystemExit(f"zoo: {type(tok).__name__}.encode() takes no {', '.join(bad)}; its options: "
+                         f"{', '.join(takes) or 'none'} (--num-tokens: variable-length families such as one-d-piece "
+                         "and flextok; --target-psnr: one-d-piece).")
 
 
 def _decode_kwargs(args) -> dict:
@@ -197,6 +215,7 @@ def cmd_encode(args) -> int:
     from zoo import pipelines
 
     tok = _load(args.name)
+    _check_encode_kwargs(tok, kw_extra)
     rank, world = _dist_env()
     try:
         s = pipelines.encode_dataset(
@@ -359,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of reporting it")
         s.add_argument("--mono", action="store_true", help="audio: mix multi-channel input down to mono")
         s.add_argument("--num-tokens", type=int, help="variable-length families: tokens per item")
+        s.add_argument("--target-psnr", type=float, metavar="DB",
+                       help="one-d-piece: per item, the fewest tokens whose reconstruction reaches this PSNR")
         s.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="extra encode() argument (JSON value)")
         s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

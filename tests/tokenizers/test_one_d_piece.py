@@ -373,6 +373,8 @@ def test_cli_reconstructs_image_files(model, tmp_path, capsys):
     assert media.load_image(out / "a.png").shape == (3, 32, 32)
     # target_psnr: the row counts the tokens chosen for the item (Tokens.lengths), not the ids' padded length
     assert cli.main(["reconstruct", str(tmp_path / "m"), str(tmp_path / "a.png"), "--out", str(out),
-                     "-o", "target_psnr=1.0", "--metrics", "-q"]) == 0  # any reconstruction beats 1 dB: 1 token
+                     "--target-psnr", "1.0", "--metrics", "-q"]) == 0  # any reconstruction beats 1 dB: 1 token
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["tokens"] == 1 and row["psnr_db"] >= 1.0
+    with pytest.raises(SystemExit, match="encode\\(\\) takes no colour; its options: num_tokens, target_psnr"):
+        cli.main(["reconstruct", str(tmp_path / "m"), str(tmp_path / "a.png"), "--out", str(out), "-o", "colour=1"])
