@@ -63,7 +63,7 @@ def _run_over_files(args, work) -> int:
     from zoo.media import SUFFIXES
 
     tok = _load(args.name)
-    _check_encode_kwargs(tok, _encode_kwargs(args))
+    _check_encode_kwargs(tok, _encode_kwargs(args))  # the callers' own encode kwargs, parsed from the same args
     try:
         items = pipelines.discover(args.inputs, SUFFIXES[tok.modality])
     except (FileNotFoundError, ValueError) as e:
@@ -126,8 +126,7 @@ def _check_encode_kwargs(tok, kw: dict) -> None:
     if bad:
         takes = [n for n, p in list(params.items())[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
         raise SystemExit(f"zoo: {type(tok).__name__}.encode() takes no {', '.join(bad)}; its options: "
-                         f"{', '.join(takes) or 'none'} (--num-tokens: variable-length families such as one-d-piece "
-                         "and flextok; --target-psnr: one-d-piece).")
+                         f"{', '.join(takes) or 'none'}.")
 
 
 def _decode_kwargs(args) -> dict:
