@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,8 +35,20 @@ ZOO_HUB_ORG = "tokenizer-zoo"
 # where things live
 # ----------------------------------------------------------------------------------------------
 def shelf_dir() -> Path:
-    """`models/` of the checkout this package runs from: the embedded defaults."""
-    return Path(__file__).resolve().parent.parent / "models"
+    """Where the embedded defaults lie: `models/` of the source checkout this package runs from, else
+    `<prefix>/share/tokenizer-zoo/models/`, where an installed wheel puts them (pyproject data-files)."""
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if checkout.is_dir():
+        return checkout
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            data = sysconfig.get_path("data", scheme) if scheme else sysconfig.get_path("data")
+        except KeyError:  # no such scheme on this platform
+            continue
+        installed = Path(data) / "share" / "tokenizer-zoo" / "models"
+        if installed.is_dir():
+            return installed
+    return checkout
 
 
 def default_cache_dir() -> Path:
@@ -393,7 +406,8 @@ def _load_variant(spec, variant, *, revision=None, cache_dir=None) -> Tokenizer:
             model = load_folder(folder)
             model.variant = variant.name
             return model
-        errors.append(f"the embedded copy {folder} is not there (it ships only with a source checkout).")
+        errors.append(f"the embedded copy {folder} is not there (it ships in a source checkout under models/ and in "
+                      "the wheel under <prefix>/share/tokenizer-zoo/models/; reinstall with `pip install .`).")
     if pre is None and not variant.embedded:
         errors.append("it has no released weights (an architecture-only entry); train it with a recipe.")
     raise FileNotFoundError(f"No weights for {variant.name}: " + " ".join(errors))

@@ -41,6 +41,35 @@ def test_st_lpips_orders_distortions():
     assert d0 == pytest.approx(0, abs=1e-6) and 0 < d1 < d2
 
 
+def test_st_lpips_equals_the_stlpips_package(tmp_path):
+    """Our network against the package's own LPIPS. The package imports IPython and torchsummary at
+    module level, so it runs in a child process with stand-ins for those two (never in zoo itself)."""
+    pytest.importorskip("torchvision")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 64, 80, generator=g), torch.rand(2, 3, 64, 80, generator=g)
+    torch.save({"x": x, "y": y}, tmp_path / "xy.pt")
+    code = (
+        "import importlib.util, sys, types, torch\n"
+        "for m in ('IPython', 'torchsummary'):\n"
+        "    if importlib.util.find_spec(m) is None:\n"
+        "        sys.modules[m] = types.SimpleNamespace(embed=None, summary=None)\n"
+        "from stlpips_pytorch import stlpips\n"
+        f"d = torch.load({str(tmp_path / 'xy.pt')!r})\n"
+        "net = stlpips.LPIPS(net='alex', variant='shift_tolerant', verbose=False).eval()\n"
+        "with torch.no_grad(): print(net(d['x'] * 2 - 1, d['y'] * 2 - 1).flatten().tolist())\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ref = torch.tensor(eval(out.stdout.strip().splitlines()[-1]))
+    ours = metrics.st_lpips(x, y)
+    assert ours.shape == (2,)
+    assert torch.allclose(ours, ref, atol=1e-5), (ours, ref)
+    with pytest.raises(ValueError, match="net='alex'"):
+        metrics.st_lpips(x, y, net="vgg")
+
+
 def test_rfid_network_equals_the_shipped_torchscript():
     from zoo.metrics.image import inception_networks
 

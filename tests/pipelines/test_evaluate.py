@@ -35,6 +35,8 @@ def test_eval_report_for_two_tokenizers(toy_registry, photos, tmp_path, monkeypa
         assert len(entry["per_item"]) == 3
         assert entry["mean"]["bits"] == 64 * 5  # 8x8 tokens of a 32-code book
         assert 0 < entry["mean"]["psnr"] < 60 and "rfid" not in entry["mean"]
+        assert 0 < entry["mean"]["st_lpips_alex"] < 2  # the perceptual metric ran, not only PSNR/SSIM
+    assert not [u for u in m["unavailable"] if u.startswith("st_lpips")], m["unavailable"]
     jpeg = m["baselines"]["jpeg"]
     assert [p["quality"] for p in jpeg] == [5, 10, 20, 35, 50, 75, 90]
     assert jpeg[0]["psnr"] < jpeg[-1]["psnr"] and jpeg[0]["bits"] < jpeg[-1]["bits"]
@@ -46,6 +48,8 @@ def test_eval_report_for_two_tokenizers(toy_registry, photos, tmp_path, monkeypa
     for s in srcs:  # every image the page shows exists and is a real PNG
         with Image.open(tmp_path / "report" / s) as im:
             assert im.size[0] > 10
+            im.load()  # decodes the whole file: a truncated PNG fails here
+    assert {"rd_psnr.png", "rd_ssim.png"} <= {Path(s).name for s in srcs}
 
 
 def test_eval_rejects_mixed_modalities_and_empty_data(toy_registry, tmp_path):

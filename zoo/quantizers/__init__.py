@@ -1,4 +1,7 @@
-"""Quantizers: one scheme per file, each named after its paper."""
+"""Quantizers: one scheme per file, each named after its paper.
+
+Not vector-quantize-pytorch: parity needs each official repo's own numerics (EMA k-means init and
+dead-code rules of EnCodec/WavTokenizer, TiTok's VQ, FSQ/LFQ rounding), which its classes do not expose."""
 
 from zoo.quantizers.base import IdentityQuantizer, Quantizer, QuantizerOutput
 from zoo.quantizers.dropout import NestedDropout, TailTokenDrop, TokenDropOutput
