@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -18,6 +19,8 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import Tensor, nn
+
+from zoo import runtime
 
 TOKENS_FORMAT = "zoo.tokens"
 TOKENS_FORMAT_VERSION = 1
@@ -305,6 +308,10 @@ class Tokenizer(nn.Module):
     input_size: ClassVar[tuple[int, int] | None] = None
     max_tokens: ClassVar[int | None] = None
     stochastic_decoder: ClassVar[bool] = False
+    # The family's precision policy (zoo.runtime): submodules that stay fp32 when the model runs in
+    # bf16 / fp16 (quantizer distances, STFT / mel front ends and iSTFT heads); the rest autocasts.
+    fp32_modules: ClassVar[tuple[str, ...]] = ()
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
 
     def __init__(self, cfg):
         super().__init__()
@@ -312,6 +319,9 @@ class Tokenizer(nn.Module):
             raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}; got {type(cfg).__name__}.")
         self.cfg = cfg
         self.variant: str | None = None  # catalogue name, set by the loader
+        self._precision = "fp32"
+        self._fp32_hooks: list = []
+        self.compiled = False
 
     # -- properties every tokenizer has --------------------------------------------------------
     @property
@@ -334,6 +344,48 @@ class Tokenizer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- where and how it runs -----------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """'fp32' (default: the official numerics, exact), 'bf16' or 'fp16' (autocast outside `fp32_modules`)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value) -> None:
+        self.set_precision(value)
+
+    def set_precision(self, precision) -> "Tokenizer":
+        p = runtime.resolve_precision(precision)
+        if p not in self.precisions:
+            raise ValueError(f"{type(self).__name__} runs in {', '.join(self.precisions)}; got precision {precision!r}.")
+        for h in self._fp32_hooks:
+            h.remove()
+        self._fp32_hooks = []
+        if p != "fp32":
+            for name in self.fp32_modules:
+                module = self.get_submodule(name)
+                self._fp32_hooks += runtime.keep_fp32(module)
+        self._precision = p
+        return self
+
+    def setup(self, device=None, precision=None, compile: bool = False) -> "Tokenizer":
+        """Move to `device` ('cpu', 'cuda', 'cuda:N', 'auto'), set `precision`, and optionally compile the
+        parts that do not stay fp32 with torch.compile (never by default: compiling makes the first call slow)."""
+        if device is not None:
+            self.to(runtime.resolve_device(device))
+        if precision is not None:
+            self.set_precision(precision)
+        if compile and not self.compiled:
+            for name, child in self.named_children():
+                if name not in self.fp32_modules and any(True for _ in child.parameters()):
+                    child.compile(dynamic=True)
+            self.compiled = True
+        return self
+
+    def autocast(self):
+        """The scope encode and decode run in: autocast at `self.precision` on the model's device."""
+        return runtime.autocast(self.device, self._precision)
 
     # -- contract ------------------------------------------------------------------------------
     def encode(self, x, **kwargs) -> Tokens:  # pragma: no cover - abstract
@@ -399,6 +451,23 @@ class Tokenizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"family={self.family!r}, variant={self.variant!r}"
+
+
+def inference(method):
+    """Decorator for a family's `encode` / `decode`: media and Tokens arrive on any device and are moved
+    to the model's; the call runs under `torch.inference_mode()` and the model's precision scope;
+    floating outputs come back as fp32 on the model's device."""
+
+    @functools.wraps(method)
+    def wrapper(self: Tokenizer, x, *args, **kwargs):
+        device = self.device
+        x = runtime.move_to(x, device)
+        kwargs = {k: runtime.move_to(v, device) for k, v in kwargs.items()}
+        with torch.inference_mode(), self.autocast():
+            out = method(self, x, *args, **kwargs)
+        return runtime.media_out(out)
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------

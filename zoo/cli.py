@@ -6,8 +6,12 @@
     zoo decode NAME TOKENS... --out DIR
     zoo reconstruct NAME INPUT... --out DIR [--metrics]
     zoo convert FAMILY --checkpoint FILE [--config FILE] --out DIR
+    zoo eval NAME... DATA --report DIR
+    zoo bench NAME [--device D] [--precision P] [--batch-size B] [--seconds S | --image-size N] [--compile]
     zoo cards [--check]
     zoo push DIR REPO_ID
+
+encode, decode, reconstruct, eval and bench take --device, --precision and --compile.
 """
 
 from __future__ import annotations
@@ -37,11 +41,26 @@ def _parse_options(pairs: list[str] | None) -> dict:
     return opts
 
 
-def _load(name: str):
+def _device(args) -> str:
+    """--device; under torchrun with CUDA, 'auto' and 'cuda' mean this rank's GPU, cuda:LOCAL_RANK."""
+    device = getattr(args, "device", None) or "auto"
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(local_rank)}"
+    return device
+
+
+def _load(name: str, args=None):
     import zoo
 
+    kw = {}
+    if args is not None and hasattr(args, "precision"):
+        kw = {"device": _device(args), "precision": args.precision, "compile": args.compile}
     try:
-        return zoo.load(name)
+        return zoo.load(name, **kw)
     except (KeyError, FileNotFoundError, ValueError, TypeError) as e:
         raise SystemExit(f"zoo: {e.args[0] if e.args else e}")
 
@@ -50,7 +69,7 @@ def _write_media(tok, recon, out_base: Path, tokens=None) -> Path:
     from zoo import media
 
     sr = (tokens.meta.get("sample_rate") if tokens is not None else None) or getattr(tok, "sample_rate", None)
-    return media.save_media(out_base, recon, tok.modality, sample_rate=sr)
+    return media.save_media(out_base, recon.cpu() if hasattr(recon, "cpu") else recon, tok.modality, sample_rate=sr)
 
 
 def _run_over_files(args, work) -> int:
@@ -62,7 +81,7 @@ def _run_over_files(args, work) -> int:
     from zoo import pipelines
     from zoo.media import SUFFIXES
 
-    tok = _load(args.name)
+    tok = _load(args.name, args)
     _check_encode_kwargs(tok, _encode_kwargs(args))  # the callers' own encode kwargs, parsed from the same args
     try:
         items = pipelines.discover(args.inputs, SUFFIXES[tok.modality])
@@ -213,7 +232,7 @@ def cmd_encode(args) -> int:
 
     from zoo import pipelines
 
-    tok = _load(args.name)
+    tok = _load(args.name, args)
     _check_encode_kwargs(tok, kw_extra)
     rank, world = _dist_env()
     try:
@@ -239,8 +258,9 @@ def cmd_reconstruct(args) -> int:
         from zoo import metrics
         from zoo.api import prepare_audio
 
-        tokens = tok.encode(x, **kw, **enc_kw)
+        tokens = tok.encode(x, **kw, **enc_kw).to("cpu")
         recon = tok.decode(tokens, **dec_kw)
+        recon = recon.cpu() if hasattr(recon, "cpu") else recon  # metrics and files on the CPU
         for i, (p, o) in enumerate(zip(paths, outs)):
             written = _write_media(tok, recon[i], o, tokens[i])
             row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].unpadded()[0].numel())}  # lengths
@@ -271,7 +291,7 @@ def cmd_decode(args) -> int:
 
     from zoo import pipelines
 
-    tok = _load(args.name)
+    tok = _load(args.name, args)
     out = Path(args.out)
     dec_kw = _decode_kwargs(args)
     failures, n = [], 0
@@ -329,7 +349,7 @@ def cmd_eval(args) -> int:
     if len(args.args) < 2:
         raise SystemExit("zoo eval takes one or more model names, then the data: zoo eval NAME [NAME ...] DATA --report DIR")
     names, data = args.args[:-1], args.args[-1]
-    toks = {n: _load(n) for n in names}
+    toks = {n: _load(n, args) for n in names}
     try:
         result = evaluate(toks, [data], args.report, max_items=args.max_items, samples=args.samples,
                           rfid=not args.no_rfid, progress=not args.quiet)
@@ -340,6 +360,27 @@ def cmd_eval(args) -> int:
     for u in result["unavailable"]:
         print(f"not measured: {u}", file=sys.stderr)
     print(f"wrote {Path(args.report) / 'report.html'}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from zoo.pipelines.bench import bench
+
+    tok = _load(args.name, args)
+    reference = None
+    if args.against == "fp32":
+        reference = _load(args.name, argparse.Namespace(device=args.device, precision="fp32", compile=False))
+    try:
+        row = bench(tok, batch_size=args.batch_size, seconds=args.seconds, image_size=args.image_size,
+                    repeats=args.repeats, reference=reference)
+    except ValueError as e:
+        raise SystemExit(f"zoo: {e}")
+    if args.json:
+        print(json.dumps(row))
+    else:
+        w = max(len(k) for k in row)
+        for k, v in row.items():
+            print(f"{k:<{w}}  {v}")
     return 0
 
 
@@ -381,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one-d-piece: per item, the fewest tokens whose reconstruction reaches this PSNR")
         s.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="extra encode() argument (JSON value)")
         s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        runtime_args(s)
+
+    def runtime_args(s):
+        s.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present; under "
+                       "torchrun each rank takes cuda:LOCAL_RANK)")
+        s.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="fp32 (the official numerics) or bf16 / fp16 (quantizers and spectral front ends stay fp32)")
+        s.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call, faster after)")
 
     def decode_args(s):
         s.add_argument("--steps", type=int, help="sampling steps for generative decoders")
@@ -409,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict", action="store_true")
     s.add_argument("--quiet", "-q", action="store_true")
     decode_args(s)
+    runtime_args(s)
     s.set_defaults(fn=cmd_decode)
 
     s = sub.add_parser("convert", help="official checkpoint -> zoo folder",
@@ -435,7 +485,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=4, help="items shown in the report")
     s.add_argument("--no-rfid", action="store_true", help="skip rFID (the Inception network is slow on CPU)")
     s.add_argument("--quiet", "-q", action="store_true")
+    runtime_args(s)
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("bench", help="time encode and decode: items/s, real-time factor, peak memory",
+                       description="Time a model's encode and decode on random input of its native size (weights as "
+                                   "loaded): items/s, real-time factor for audio, peak memory (RSS on CPU, "
+                                   "max_memory_allocated on CUDA); with --against fp32, the share of ids equal to fp32 "
+                                   "and the decode difference (PSNR for images, SI-SDR for audio).")
+    s.add_argument("name")
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--seconds", type=float, default=10.0, help="audio: clip length")
+    s.add_argument("--image-size", type=int, help="images: side (default: the model's input size)")
+    s.add_argument("--repeats", type=int, default=3, help="timed calls after one warm-up; the minimum is reported")
+    s.add_argument("--against", choices=("fp32",), help="compare ids and outputs with the fp32 model")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    runtime_args(s)
+    s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("push", help="upload a zoo folder to the hub", description="Upload config.json, model.safetensors and README.md of a zoo folder to a hub repo.")
     s.add_argument("dir")

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from zoo import registry
+from zoo import registry, runtime
 from zoo.api import CONFIG_FORMAT_VERSION, Tokenizer, atomic_write, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -350,13 +350,24 @@ def _load_zoo_repo(repo_id: str, revision: str | None, cache_dir: str | None) ->
 # ----------------------------------------------------------------------------------------------
 # the one entry point
 # ----------------------------------------------------------------------------------------------
-def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None) -> Tokenizer:
+def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None,
+         device: str | torch.device | None = None, precision: str = "fp32", compile: bool = False) -> Tokenizer:
     """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer.
 
     `cache_dir`: the hub cache to use (default: huggingface_hub's). Official checkpoints are
     converted once and kept in our format (under `<cache_dir>/zoo-converted`, default HF_HOME/zoo).
-    The result is in eval mode, fp32, on CPU; call `.to(device)` yourself.
+    `device`: 'cpu' (default), 'cuda', 'cuda:N' or 'auto' (CUDA when present). `precision`: 'fp32'
+    (default, the official numerics), 'bf16' or 'fp16' (the family's precision policy keeps quantizer
+    distances and spectral front ends in fp32). `compile`: torch.compile the model's parts (off by
+    default: it makes the first call slow). The result is in eval mode.
     """
+    dev = runtime.resolve_device(device) if device is not None else None  # bad names fail before any download
+    prec = runtime.resolve_precision(precision)
+    model = _load(source, revision=revision, cache_dir=cache_dir)
+    return model.setup(device=dev, precision=prec, compile=compile)
+
+
+def _load(source: str | os.PathLike, *, revision: str | None, cache_dir: str | None) -> Tokenizer:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and Path(source).is_dir()):
         return load_folder(source)
     if not isinstance(source, str) or not source:

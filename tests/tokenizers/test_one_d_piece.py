@@ -127,7 +127,7 @@ def test_bf16_model_runs(images):
     ids = m.encode(images).ids
     m = m.to(torch.bfloat16)
     t = m.encode(images)  # fp32 images in, cast to the model's dtype inside
-    assert t.ids.shape == ids.shape and m.decode(t).dtype == torch.bfloat16
+    assert t.ids.shape == ids.shape and m.decode(t).dtype == torch.float32  # media come back as fp32 whatever the weights
     assert m.encode(images, target_psnr=5.0).lengths.shape == (3,)
 
 

@@ -213,7 +213,7 @@ def write_shard(path: str | os.PathLike, keys: list[str], tokens: list[Tokens], 
         if t.layout != layout:
             raise ValueError(f"one shard holds one layout; got {layout!r} and {t.layout!r}")
         ids = t.unpadded()[0]
-        flat.append(ids.reshape(-1))
+        flat.append(ids.reshape(-1).cpu())  # tokens come back on the model's device
         shapes.append(list(ids.shape))
     ranks = {len(s) for s in shapes}
     if len(ranks) != 1:

@@ -127,9 +127,9 @@ def evaluate(
         for idx, item in enumerate(tqdm(items, desc=name, unit="item", disable=not progress)):
             x, kw = read_item(item, modality, mono=True, size=size)
             with torch.inference_mode():
-                tokens = tok.encode(x, **kw)
+                tokens = tok.encode(x, **kw).to("cpu")
                 y = tok.decode(tokens)
-            y = y if isinstance(y, Tensor) else torch.stack(list(y))
+            y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
             bits = tokens.ids[0].numel() * _bits_per_token(tok)
             if modality == "image":
                 m = _image_metrics(x, y, unavailable)
@@ -148,7 +148,7 @@ def evaluate(
             rows.append(m)
             for k in _token_counts(tok) or []:
                 with torch.inference_mode():
-                    yk = tok.decode(tokens[:, :k])
+                    yk = tok.decode(tokens[:, :k]).cpu()
                 mk = _image_metrics(x, yk, set()) if modality == "image" else {}
                 mk["bits"] = k * _bits_per_token(tok)
                 curve_rows.setdefault(k, []).append(mk)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from zoo.runtime import fp32
+
 
 @dataclass
 class QuantizerOutput:
@@ -24,10 +26,21 @@ class QuantizerOutput:
 
 
 class Quantizer(nn.Module):
-    """Base of the zoo quantizers. Inputs are channel-last `[..., D]` unless a subclass says otherwise."""
+    """Base of the zoo quantizers. Inputs are channel-last `[..., D]` unless a subclass says otherwise.
+
+    The methods that turn continuous input into ids (`forward`, `codes_to_ids`, `quantize`) always run
+    in fp32, also inside a bf16 / fp16 autocast: distances, argmin, rounding and signs decide the ids."""
 
     codebook_size: int = 0
     num_codebooks: int = 1
+    _fp32_methods = ("forward", "codes_to_ids", "quantize")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in cls._fp32_methods:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__zoo_fp32__", False):
+                setattr(cls, name, fp32(fn))
 
     def codes_to_ids(self, codes: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not map codes to ids")

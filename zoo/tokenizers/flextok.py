@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, inference, prepare_images
 from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.transformer import (
     AdaLNTransformerBlock,
@@ -319,6 +319,7 @@ class FlexTok(Tokenizer):
     """
 
     family = "flextok"
+    fp32_modules = ("quantizer",)  # precision policy: FSQ rounding stays fp32
     modality = "image"
     config_class = FlexTokConfig
     stochastic_decoder = True  # decode draws the initial latent noise (pass generator= or noise=)
@@ -404,6 +405,7 @@ class FlexTok(Tokenizer):
             raise ValueError(f"FlexTok num_tokens must be an integer in 1..{r}; got {num_tokens!r}.")
         return num_tokens
 
+    @inference
     def encode(self, x: Tensor, num_tokens: int | None = None, generator: torch.Generator | None = None) -> Tokens:
         """x [B, 3, H, W] in [0, 1] -> Tokens ids [B, k] ("1d", lengths = k)."""
         x = self._check_images(x)
@@ -444,6 +446,7 @@ class FlexTok(Tokenizer):
             t = torch.as_tensor(t, dtype=torch.float32, device=self.device).reshape(-1).expand(x_t.shape[0])
             return self.decoder(x_t.to(self.device, regs.dtype), t, regs)
 
+    @inference
     def decode(
         self,
         tokens: Tokens,

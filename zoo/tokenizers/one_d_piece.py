@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference, prepare_images
 from zoo.blocks.maskgit_vqgan import PixelDecoder
 from zoo.blocks.vit import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop
@@ -231,6 +231,7 @@ class OneDPiece(Tokenizer):
     """One-D-Piece: `[B, 3, S, S]` images in [0, 1] <-> N ordered 1D tokens; any prefix decodes."""
 
     family = "one_d_piece"
+    fp32_modules = ("quantizer",)  # precision policy: VQ distances stay fp32
     modality = "image"
     config_class = OneDPieceConfig
 
@@ -308,6 +309,7 @@ class OneDPiece(Tokenizer):
         return torch.einsum("bkhw,kc->bchw", logits.softmax(dim=1), self.proxy_codebook)
 
     # -- the contract -------------------------------------------------------------------------
+    @inference
     def encode(self, x: Tensor, *, num_tokens: int | None = None, target_psnr: float | None = None) -> Tokens:
         """x: [B, 3, S, S] in [0, 1] -> Tokens ids [B, k] (layout "1d", ordered coarse to fine).
 
@@ -333,6 +335,7 @@ class OneDPiece(Tokenizer):
             lengths = self._fewest_tokens(x, ids, float(target_psnr))
         return Tokens(ids=ids, layout="1d", lengths=lengths, meta={**meta, "target_psnr": float(target_psnr)})
 
+    @inference
     def decode(self, tokens: Tokens, *, clamp: bool = True) -> Tensor:
         """Tokens ids [B, k] (any 1 <= k <= N; per-item `lengths` honoured) -> images [B, 3, S, S].
 

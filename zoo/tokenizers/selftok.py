@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
 from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -477,6 +477,7 @@ class Selftok(Tokenizer):
     """
 
     family = "selftok"
+    fp32_modules = ("quantizer", "post_norm")  # precision policy: VQ distances and the normalisation of the looked-up codes stay fp32
     modality = "image"
     config_class = SelftokConfig
 
@@ -582,6 +583,7 @@ class Selftok(Tokenizer):
         ids = self.encode_latents_full(latents).ids
         return Tokens(ids=ids, layout="1d", meta=self.token_meta(image_size=self.cfg.image_size, num_tokens=self.cfg.num_tokens))
 
+    @inference
     def encode(self, x: Tensor, **kwargs) -> Tokens:
         """Images [B, 3, S, S] in [0, 1] (S = image_size) -> Tokens ids [B, K]."""
         if kwargs:
@@ -678,6 +680,7 @@ class Selftok(Tokenizer):
             context, mods = self.renderer.embed_context(cond)
             return self.renderer(context, mods, lengths)
 
+    @inference
     def decode(self, tokens: Tokens, *, noise: Tensor | None = None, steps: int | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         """Tokens -> images [B, 3, S, S] in [0, 1]: renderer (one step) when loaded, else the flow sampler."""

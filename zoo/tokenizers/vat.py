@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference
 from zoo.blocks.transformer import LayerNorm, TransformerBlock
 from zoo.blocks.triplane import TriplaneUpsampler, fourier_features, sample_triplane
 from zoo.quantizers.multiscale import GaussianBottleneck, MultiScaleResidualQuantizer
@@ -147,6 +147,7 @@ class VAT(Tokenizer):
     """Surface point clouds (or meshes) -> multi-scale tokens [B, sum(scales)] -> occupancy grids / meshes."""
 
     family = "vat"
+    fp32_modules = ("bottleneck", "quantizer")  # precision policy: the Gaussian bottleneck and the multi-scale residual VQ stay fp32
     modality = "3d"
     config_class = VATConfig
 
@@ -275,6 +276,7 @@ class VAT(Tokenizer):
         return probs.reshape(b, r, r, r)
 
     # -- contract ------------------------------------------------------------------------------
+    @inference
     def encode(self, x, seed: int = 0) -> Tokens:
         """points [B, N, 6] (or 3 without normals) in [-1, 1]^3, or meshes -> Tokens [B, sum(scales)],
         layout "multiscale" (scales concatenated coarse -> fine; meta["scale_sizes"])."""
@@ -285,6 +287,7 @@ class VAT(Tokenizer):
         return Tokens(ids=ids.cpu(), layout="multiscale",
                       meta=self.token_meta(scale_sizes=list(self.quantizer.scale_sizes), num_points=int(points.shape[1])))
 
+    @inference
     def decode(self, tokens: Tokens, resolution: int | None = None, output: str = "occupancy", level: float = 0.5,
                coarse: int | None = None):
         """Tokens (all scales, or the first s via tokens.first_scales(s)) -> occupancy probabilities

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, prepare_audio
 from zoo.blocks.seanet import SEANetEncoder
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import VectorQuantizer
@@ -88,6 +88,7 @@ class WavTokenizer(Tokenizer):
     """WavTokenizer: 24 kHz mono audio <-> one stream of ids (layout "1d", [B, N])."""
 
     family = "wavtokenizer"
+    fp32_modules = ("quantizer", "head")  # precision policy: VQ distances; the iSTFT head (its exp magnitude and torch.istft) stay fp32
     modality = "audio"
     config_class = WavTokenizerConfig
 
@@ -161,6 +162,7 @@ class WavTokenizer(Tokenizer):
         return self.head(self.backbone(features, self._cond(features.device)))
 
     # -- contract ------------------------------------------------------------------------------
+    @inference
     def encode(self, x, sample_rate: int | None = None, mono: bool = False) -> Tokens:
         """audio [B, C, T] float in [-1, 1] at `sample_rate` -> Tokens ids [B, ceil(T' / hop)].
 
@@ -175,6 +177,7 @@ class WavTokenizer(Tokenizer):
         meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
         return Tokens(ids=ids, layout="1d", meta=meta)
 
+    @inference
     def decode(self, tokens: Tokens) -> Tensor:
         """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop)."""
         self.check_tokens(tokens)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
 from zoo.quantizers.lfq import LFQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
@@ -254,6 +254,7 @@ class WeTok(Tokenizer):
     """
 
     family = "wetok"
+    fp32_modules = ("quantizer",)  # precision policy: the LFQ sign stays fp32
     modality = "image"
     config_class = WeTokConfig
 
@@ -425,6 +426,7 @@ class WeTok(Tokenizer):
         return self.decoder(codes, noise)
 
     # -- contract ------------------------------------------------------------------------------
+    @inference
     def encode(self, x: Tensor) -> Tokens:
         """images [B, 3, H, W] in [0, 1] (H, W divisible by f) -> Tokens ids [B, G, H/f, W/f]."""
         h = self.encode_latent(x)
@@ -438,6 +440,7 @@ class WeTok(Tokenizer):
         )
         return Tokens(ids=ids, layout="2d", meta=meta)
 
+    @inference
     def decode(self, tokens: Tokens, noise: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Tokens -> images [B, 3, h*f, w*f] in [0, 1].
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, inference, prepare_audio
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -400,6 +400,7 @@ class XYTokenizer(Tokenizer):
     """
 
     family = "xy_tokenizer"
+    fp32_modules = ("mel", "quantizer_in", "rvq", "quantizer_out", "head")  # precision policy: the Whisper log-mel front end; RVQ with its projections; the iSTFT head stay fp32
     modality = "audio"
     config_class = XYTokenizerConfig
 
@@ -500,6 +501,7 @@ class XYTokenizer(Tokenizer):
         return x[:, 0] * valid.to(x.device), lens
 
     # -- encode ---------------------------------------------------------------------------------
+    @inference
     def encode(self, audio, sample_rate: int | None = None, lengths=None, *, full_window: bool = False,
                max_batch: int = 16) -> Tokens:
         """audio [B, 1, T] (+ lengths [B] in samples at `sample_rate`) or a list of clips -> Tokens.
@@ -575,6 +577,7 @@ class XYTokenizer(Tokenizer):
         n = tokens.lengths if tokens.lengths is not None else torch.full((tokens.batch_size,), tokens.ids.shape[-1])
         return n.cpu() * self.cfg.output_samples_per_code
 
+    @inference
     def decode(self, tokens: Tokens) -> Tensor:
         """Tokens (layout "rvq", ids [B, Q, T]) -> audio [B, 1, T * samples/code] at output_sample_rate,
         zero beyond each item's `output_lengths`."""

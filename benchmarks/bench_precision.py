@@ -1,0 +1,80 @@
+"""Our fp32 and bf16 against the official code's fp32 times, released-size configs, random weights.
+
+    PYTHONPATH=. python benchmarks/bench_precision.py --models wavtokenizer-small-40tps --batches 1 8
+
+The official times are those of ../shared/research/perf_official.md (2 threads, min of 3, an idle
+machine whose 2048^2 fp32 matmul ran at 185 GFLOP/s). This run measures its own matmul peak (fp32 and
+bf16) before and after the models: `vs official` divides the official time by ours; `norm.` also
+scales by the ratio of the two machines' fp32 peaks, so that a loaded machine does not flatter or
+punish us. Same input for every precision; 1 warm-up, then the minimum of --repeats calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timing  # noqa: E402
+
+# (catalogue name, batch) -> official (encode s, decode s), from shared/research/perf_official.md
+OFFICIAL = {
+    ("wavtokenizer-small-40tps", 1): (0.341, 0.332),
+    ("wavtokenizer-small-40tps", 8): (4.78, 2.27),
+    ("wavtokenizer-small-75tps", 1): (0.463, 0.569),
+    ("wavtokenizer-small-75tps", 8): (7.28, 4.64),
+    ("one-d-piece-s-256", 1): (0.204, 1.45),
+    ("wetok-imagenet-f8", 1): (9.45, 13.5),
+    ("wetok-imagenet-f16", 1): (6.32, 7.87),
+}
+OFFICIAL_PEAK_GFLOPS = 185.0
+
+
+def main() -> int:
+    from zoo import registry
+    from zoo.pipelines.bench import bench
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["wavtokenizer-small-40tps"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    peaks = [timing.matmul_peak("cpu"), timing.matmul_peak("cpu", torch.bfloat16)]
+    print(f"matmul peak before: fp32 {peaks[0]:.0f} GFLOP/s, bf16 {peaks[1]:.0f} GFLOP/s (official run: fp32 185)")
+    rows = []
+    for name in args.models:
+        spec, variant = registry.lookup(name)
+        torch.manual_seed(0)
+        tok = spec.tokenizer(variant.config).eval()
+        tok.variant = name
+        for b in args.batches:
+            for precision in args.precisions:
+                tok.set_precision(precision)
+                r = bench(tok, batch_size=b, repeats=args.repeats)
+                off = OFFICIAL.get((name, b))
+                rows.append((name, b, precision, r["encode_s"], r["decode_s"], off))
+                print(f"  measured {name} b{b} {precision}: encode {r['encode_s']:.3f} s, decode {r['decode_s']:.3f} s", flush=True)
+    after = timing.matmul_peak("cpu")
+    print(f"matmul peak after: fp32 {after:.0f} GFLOP/s")
+    peak = (peaks[0] + after) / 2
+    scale = peak / OFFICIAL_PEAK_GFLOPS  # >1: this machine was faster than the official run's
+    print(f"\n{'model':<26} {'batch':>5} {'prec':<5} {'enc s':>8} {'dec s':>8} {'enc vs official':>16} {'dec vs official':>16} "
+          f"{'enc norm.':>10} {'dec norm.':>10}")
+    for name, b, prec, enc, dec, off in rows:
+        if off:
+            re, rd = off[0] / enc, off[1] / dec
+            cols = f"{re:>15.2f}x {rd:>15.2f}x {re / scale:>9.2f}x {rd / scale:>9.2f}x"
+        else:
+            cols = f"{'-':>16} {'-':>16} {'-':>10} {'-':>10}"
+        print(f"{name:<26} {b:>5} {prec:<5} {enc:>8.3f} {dec:>8.3f} {cols}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

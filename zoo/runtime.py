@@ -1,0 +1,137 @@
+"""Where and in what precision a tokenizer runs: device and precision names, the autocast scope, and
+the fp32 islands a family's precision policy names.
+
+A family declares its policy once, as `Tokenizer.fp32_modules`: the submodules that stay fp32 because
+ids or numerics depend on them (quantizer distances and argmin / sign, STFT / iSTFT and mel front
+ends). Everything else in encode / decode runs under `torch.autocast` at the chosen precision:
+convolutions, attention, MLPs, flow and diffusion decoders. Precision "fp32" disables autocast
+altogether, so the official numerics (and the parity fixtures) stay exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_PRECISION_ALIASES = {
+    "fp32": "fp32", "float32": "fp32", "float": "fp32", torch.float32: "fp32",
+    "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16",
+    "fp16": "fp16", "float16": "fp16", "half": "fp16", torch.float16: "fp16",
+}
+DEVICES_ACCEPTED = "'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' / None -> CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' checked against this machine."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"Unknown device {device!r}; accepted: {DEVICES_ACCEPTED}.") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"Device {device!r} is not supported; accepted: {DEVICES_ACCEPTED}.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"Device {device!r} asked for, but CUDA is not available here (torch.cuda.is_available() is False); "
+                "use device='cpu' or 'auto'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"Device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return dev
+
+
+def resolve_precision(precision: str | torch.dtype | None) -> str:
+    """'fp32' | 'bf16' | 'fp16' (and the torch dtype names) -> the short name."""
+    if precision is None:
+        return "fp32"
+    key = precision.lower() if isinstance(precision, str) else precision
+    if key not in _PRECISION_ALIASES:
+        raise ValueError(f"Unknown precision {precision!r}; accepted: 'fp32' (default, exact), 'bf16', 'fp16'.")
+    return _PRECISION_ALIASES[key]
+
+
+def autocast(device: torch.device, precision: str):
+    """The scope encode / decode run in: autocast at `precision`, or nothing at all for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def _to_fp32(value: Any) -> Any:
+    if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+        return value.float()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_fp32(v) for v in value)
+    return value
+
+
+def autocast_off() -> contextlib.ExitStack:
+    """A scope with autocast disabled on every device type that has it here."""
+    ctx = contextlib.ExitStack()
+    for device_type in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+        ctx.enter_context(torch.autocast(device_type=device_type, enabled=False))
+    return ctx
+
+
+def fp32(fn):
+    """Decorator: `fn` runs in fp32 whatever autocast is active around it (floating tensor arguments
+    are cast to fp32, autocast is off inside). Quantizers use it on the methods that compute ids."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with autocast_off():
+            return fn(*_to_fp32(args), **{k: _to_fp32(v) for k, v in kwargs.items()})
+
+    wrapper.__zoo_fp32__ = True
+    return wrapper
+
+
+def keep_fp32(module: nn.Module) -> list:
+    """Make `module` run in fp32 whatever autocast is active around it: its floating inputs are cast to
+    fp32 and autocast is off inside its forward. Returns the hook handles (remove them to undo)."""
+    stack: list[contextlib.ExitStack] = []
+
+    def pre(mod, args, kwargs):
+        stack.append(autocast_off())
+        return _to_fp32(args), {k: _to_fp32(v) for k, v in kwargs.items()}
+
+    def post(mod, args, kwargs, output):
+        if stack:
+            stack.pop().close()
+        return None
+
+    return [
+        module.register_forward_pre_hook(pre, with_kwargs=True),
+        module.register_forward_hook(post, with_kwargs=True, always_call=True),
+    ]
+
+
+def move_to(value: Any, device: torch.device) -> Any:
+    """Tensors (and Tokens, lists, tuples, dicts of them) -> `device`; other values unchanged."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if hasattr(value, "ids") and hasattr(value, "to") and not isinstance(value, nn.Module):  # Tokens
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(move_to(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: move_to(v, device) for k, v in value.items()}
+    return value
+
+
+def media_out(value: Any) -> Any:
+    """Floating outputs of a reduced-precision decode come back as fp32 media."""
+    if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+        return value.float()
+    if isinstance(value, (list, tuple)):
+        return type(value)(media_out(v) for v in value)
+    if isinstance(value, dict):
+        return {k: media_out(v) for k, v in value.items()}
+    return value
