@@ -161,3 +161,15 @@ def test_device_names():
     assert runtime.resolve_precision(torch.float16) == "fp16"
     with pytest.raises(ValueError, match="accepted"):
         runtime.resolve_device("gpu0")
+
+
+def test_gpu_check_says_so_without_cuda():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: run benchmarks/gpu_check.py itself")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "no CUDA device" in out.stdout, out.stdout + out.stderr
