@@ -42,13 +42,26 @@ def test_registry_and_properties(model):
     names = zoo.list_models("wavtokenizer*")
     for n in ("wavtokenizer-small-40tps", "wavtokenizer-small-75tps", "wavtokenizer-medium-speech-75tps",
               "wavtokenizer-medium-music-audio-75tps", "wavtokenizer-large-unify-40tps",
-              "wavtokenizer-large-speech-75tps", "wavtokenizer-tiny-24k"):
+              "wavtokenizer-large-speech-75tps", "wavtokenizer-tiny-24k", "wavtokenizer-medium-speech-75tps-v1",
+              "wavtokenizer-medium-music-audio-75tps-v1"):
         assert n in names
     spec, v = registry.lookup("wavtokenizer-small-40tps")
     assert spec.name == "wavtokenizer" and v.config.hop_length == 600 and v.pretrained.hub_id == "novateur/WavTokenizer"
     assert registry.lookup("wavtokenizer-small-75tps")[1].config.hop_length == 320
     assert model.codebook_size == 1024 and model.num_codebooks == 1
     assert model.token_rate == SR / 240 and model.modality == "audio"
+
+
+def test_medium_v1_beside_v2():
+    """v1 and v2 medium: same repo, same architecture (75 tokens/s), different files (codes differ)."""
+    for domain in ("speech", "music-audio"):
+        _, v1 = registry.lookup(f"wavtokenizer-medium-{domain}-75tps-v1")
+        _, v2 = registry.lookup(f"wavtokenizer-medium-{domain}-75tps")
+        assert v1.pretrained.hub_id == v2.pretrained.hub_id == f"novateur/WavTokenizer-medium-{domain}-75token"
+        assert v1.config == v2.config == wt.CONFIG_75TPS
+        stem = domain.replace("-", "_")
+        assert v1.pretrained.filename == f"wavtokenizer_medium_{stem}_320_24k.ckpt"
+        assert v2.pretrained.filename == f"wavtokenizer_medium_{stem}_320_24k_v2.ckpt"
 
 
 def test_released_configs_have_the_official_rates():

@@ -386,9 +386,18 @@ TINY_CONFIG = WavTokenizerConfig(
 )
 
 
-def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, description: str) -> Variant:
-    pre = PretrainedCfg(hub_id=hub_id, filename=filename, license=LICENSE, paper=PAPER)
+def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, description: str,
+              revision: str | None = None, sha256: str | None = None) -> Variant:
+    pre = PretrainedCfg(hub_id=hub_id, filename=filename, revision=revision, sha256=sha256, license=LICENSE, paper=PAPER)
     return Variant(name=name, config=cfg, pretrained=pre, description=description)
+
+
+# Hub commits (and one file sha256) seen in public code that downloads these files; where none was
+# seen the entry follows `main` and is listed in zoo.registry.NOT_YET_PINNED. Sources in NOTES.md.
+_REV_MEDIUM_SPEECH = "8858552e69270816d6aeb37bfcf3b770769d4899"  # snapshot holding ..._speech_320_24k_v2.ckpt
+_REV_MEDIUM_MUSIC = "1bcbe86db88fc1f1f86c7ea192e791b3ede17da2"  # snapshot holding ..._music_audio_320_24k_v2.ckpt
+_REV_LARGE_UNIFY = "7dc47a9450ce71cab736434b7645604013ca028b"
+_SHA_LARGE_UNIFY = "72182c1b6bd5ea7f84cf3ec78a0a3244cf42daa660b2e9bce23f5d74064d8205"  # its hub-cache blob name
 
 
 VARIANTS = (
@@ -398,13 +407,25 @@ VARIANTS = (
               "WavTokenizer small, 75 tokens/s (hop 320), trained on LibriTTS (speech)."),
     _official("wavtokenizer-medium-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
               "wavtokenizer_medium_speech_320_24k_v2.ckpt",
-              "WavTokenizer medium, 75 tokens/s, ~10k hours of speech."),
+              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, ~10k hours of speech.",
+              revision=_REV_MEDIUM_SPEECH),
+    # v1: the first medium release, beside v2 in the same repos. Same architecture (downstream code
+    # loads it strictly with the frame75 medium YAML), different weights: v1 and v2 codes are not
+    # interchangeable, so a speech LM trained on v1 codes (Lina-Speech, YarnGPT) needs v1.
+    _official("wavtokenizer-medium-speech-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
+              "wavtokenizer_medium_speech_320_24k.ckpt",
+              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, ~10k hours of speech; its codes differ from v2's."),
     _official("wavtokenizer-medium-music-audio-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
               "wavtokenizer_medium_music_audio_320_24k_v2.ckpt",
-              "WavTokenizer medium, 75 tokens/s, music and general audio."),
+              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, music and general audio.",
+              revision=_REV_MEDIUM_MUSIC),
+    _official("wavtokenizer-medium-music-audio-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
+              "wavtokenizer_medium_music_audio_320_24k.ckpt",
+              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, music and general audio; its codes differ from v2's."),
     _official("wavtokenizer-large-unify-40tps", CONFIG_40TPS, "novateur/WavTokenizer-large-unify-40token",
               "wavtokenizer_large_unify_600_24k.ckpt",
-              "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio."),
+              "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio.",
+              revision=_REV_LARGE_UNIFY, sha256=_SHA_LARGE_UNIFY),
     _official("wavtokenizer-large-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-large-speech-75token",
               "wavtokenizer_large_speech_320_v2.ckpt",
               "WavTokenizer large, 75 tokens/s, speech (the v2 checkpoint; v1 was withdrawn upstream)."),
