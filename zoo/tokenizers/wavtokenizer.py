@@ -161,35 +161,91 @@ class WavTokenizer(Tokenizer):
         return self.head(self.backbone(features, self._cond(features.device)))
 
     # -- contract ------------------------------------------------------------------------------
-    def encode(self, x, sample_rate: int | None = None, mono: bool = False) -> Tokens:
+    def encode(self, x, sample_rate: int | None = None, mono: bool = False, lengths=None) -> Tokens:
         """audio [B, C, T] float in [-1, 1] at `sample_rate` -> Tokens ids [B, ceil(T' / hop)].
 
         Resampled to 24 kHz (T' samples); more than one channel is an error unless `mono=True`
         (then channels are averaged). meta["num_samples"] = T' so decode trims back to it.
+
+        Mixed lengths: `lengths` [B] (samples per item at `sample_rate`) with a padded batch, or `x`
+        a list of clips [C, T_i]. Then ids are [B, ceil(max T'_i / hop)], 0 beyond each item,
+        Tokens.lengths = ceil(T'_i / hop) and meta["num_samples"] = [T'_i, ...]. Every item gets
+        exactly the ids it gets when encoded alone: items of equal length run together, each group
+        cut to its own length (the encoder's reflect padding and right-hand conv context would
+        otherwise see the padding; see `group_by_length`).
         """
-        audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
-        audio = audio.to(self.device)
+        if isinstance(x, (list, tuple)):
+            x, lengths = _pad_clips(x, lengths)
+        if lengths is None:
+            audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
+            audio = audio.to(self.device)
+            ids = self._encode_ids(audio)
+            meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
+            return Tokens(ids=ids, layout="1d", meta=meta)
+        lens = _check_lengths(lengths, x)
+        # each group of equal length is cut, resampled and encoded as a batch of its own
+        groups, num_samples, ids_of = [], [0] * len(lens), {}
+        for length, idx in group_by_length(lens):
+            audio = prepare_audio(x[idx, :, :length], name="WavTokenizer", sample_rate=sample_rate,
+                                  model_rate=self.cfg.sample_rate, mono=mono).to(self.device)  # [G, 1, T'_g]
+            ids_of[length] = self._encode_ids(audio)  # [G, N_g]
+            groups.append((length, idx))
+            for i in idx:
+                num_samples[i] = int(audio.shape[-1])
+        n_max = max(v.shape[1] for v in ids_of.values())
+        ids = torch.zeros(len(lens), n_max, dtype=torch.long, device=self.device)
+        token_lengths = torch.zeros(len(lens), dtype=torch.long)
+        for length, idx in groups:
+            g = ids_of[length]
+            ids[torch.as_tensor(idx, device=self.device), : g.shape[1]] = g
+            token_lengths[idx] = g.shape[1]
+        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=num_samples, hop_length=self.hop_length)
+        return Tokens(ids=ids, layout="1d", lengths=token_lengths.to(self.device), meta=meta)
+
+    def _encode_ids(self, audio: Tensor) -> Tensor:
+        """audio [B, 1, T] at 24 kHz on the model's device -> ids [B, ceil(T / hop)]."""
         with torch.inference_mode(), parametrize.cached():
             z = self.encode_latent(audio)  # [B, D, N]
-            ids = self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
-        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
-        return Tokens(ids=ids, layout="1d", meta=meta)
+            return self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
 
     def decode(self, tokens: Tokens) -> Tensor:
-        """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop)."""
+        """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop).
+
+        With Tokens.lengths (mixed lengths) each item is decoded as if alone (items of equal token
+        length together, cut to that length), trimmed to its meta["num_samples"] (else lengths *
+        hop), and the batch is zero-padded to the longest: audio [B, 1, max T_i]."""
         self.check_tokens(tokens)
         if tokens.layout != "1d" or tokens.ids.dim() != 2:
             raise ValueError(
                 f"WavTokenizer decodes 1d tokens [B, N]; got layout {tokens.layout!r} with shape {list(tokens.ids.shape)}."
             )
         ids = tokens.ids.to(self.device)
-        with torch.inference_mode():
-            audio = self.features_to_audio(self.ids_to_features(ids))  # [B, N * hop]
-        n = audio.shape[-1]
         num_samples = tokens.meta.get("num_samples")
-        if num_samples is not None:
-            n = min(n, int(num_samples))
-        return audio[:, None, :n]
+        if tokens.lengths is None:
+            audio = self._decode_ids(ids)  # [B, N * hop]
+            n = audio.shape[-1]
+            if num_samples is not None:
+                n = min(n, int(num_samples) if not isinstance(num_samples, list) else max(num_samples))
+            return audio[:, None, :n]
+        lens = tokens.lengths.cpu()
+        n_tok = ids.shape[1]
+        if int(lens.min()) < 1 or int(lens.max()) > n_tok:
+            raise ValueError(f"Tokens.lengths must lie in [1, {n_tok}] (the ids' length); got {lens.tolist()}.")
+        per_item = [int(n) * self.hop_length for n in lens.tolist()]
+        if isinstance(num_samples, list) and len(num_samples) == len(per_item):
+            per_item = [min(a, int(b)) for a, b in zip(per_item, num_samples)]
+        out = torch.zeros(len(per_item), 1, max(per_item), device=self.device)
+        for n, idx in group_by_length(lens):
+            sel = torch.as_tensor(idx, device=self.device)
+            audio = self._decode_ids(ids[sel, :n])  # [G, n * hop]
+            for j, i in enumerate(idx):
+                out[i, 0, : per_item[i]] = audio[j, : per_item[i]]
+        return out
+
+    def _decode_ids(self, ids: Tensor) -> Tensor:
+        """ids [B, N] on the model's device -> audio [B, N * hop]."""
+        with torch.inference_mode():
+            return self.features_to_audio(self.ids_to_features(ids))
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Training path: audio [B, 1, T] at 24 kHz -> reconstruction [B, 1, T], tokens, VQ losses.
@@ -210,6 +266,60 @@ class WavTokenizer(Tokenizer):
         """(audio [B, 1, 8 * hop] of quiet noise at 24 kHz, {"sample_rate": 24000})."""
         x = 0.1 * torch.randn(batch_size, 1, 8 * self.hop_length, generator=generator)
         return x, {"sample_rate": self.cfg.sample_rate}
+
+
+# ----------------------------------------------------------------------------------------------
+# mixed-length batches
+# ----------------------------------------------------------------------------------------------
+def group_by_length(lengths) -> list[tuple[int, list[int]]]:
+    """lengths [B] -> [(length, [item indices with that length]), ...], longest first.
+
+    WavTokenizer is not length-agnostic: the SEANet convs reflect-pad at the clip's end and look
+    up to a few frames to the right, and the decoder's GroupNorm, attention and convs span the
+    whole sequence, so zero padding would change an item's last codes and its whole waveform.
+    Running each group of equal length at that length gives every item exactly its solo result.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(torch.as_tensor(lengths).reshape(-1).tolist()):
+        groups.setdefault(int(n), []).append(i)
+    return sorted(groups.items(), key=lambda kv: -kv[0])
+
+
+def _pad_clips(clips, lengths) -> tuple[Tensor, list[int]]:
+    """[clip [C, T_i] or [T_i], ...] -> (batch [B, C, max T_i] zero-padded, [T_i, ...])."""
+    if lengths is not None:
+        raise ValueError("WavTokenizer.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
+    if not clips:
+        raise ValueError("WavTokenizer.encode got an empty list of clips.")
+    items = []
+    for i, c in enumerate(clips):
+        if not isinstance(c, Tensor):
+            raise TypeError(f"WavTokenizer.encode: clip {i} is a {type(c).__name__}; pass tensors [T] or [C, T].")
+        c = c[None] if c.dim() == 1 else c
+        if c.dim() != 2:
+            raise ValueError(f"WavTokenizer.encode: clip {i} must be [T] or [C, T]; got shape {list(c.shape)}.")
+        items.append(c)
+    if len({c.shape[0] for c in items}) != 1:
+        raise ValueError(f"WavTokenizer.encode: clips have different channel counts {[c.shape[0] for c in items]}.")
+    lens = [int(c.shape[-1]) for c in items]
+    batch = items[0].new_zeros(len(items), items[0].shape[0], max(lens))
+    for i, c in enumerate(items):
+        batch[i, :, : c.shape[-1]] = c
+    return batch, lens
+
+
+def _check_lengths(lengths, x) -> list[int]:
+    """lengths [B] (samples per item at the input rate) for x [B, C, T] -> a list of ints in [1, T]."""
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"WavTokenizer.encode: lengths= goes with a padded batch [B, C, T]; got {got}.")
+    lens = torch.as_tensor(lengths).reshape(-1)
+    b, t = x.shape[0], x.shape[-1]
+    if lens.is_floating_point() or lens.numel() != b:
+        raise ValueError(f"WavTokenizer.encode: lengths must hold {b} integers (samples per item); got {lengths!r}.")
+    if int(lens.min()) < 1 or int(lens.max()) > t:
+        raise ValueError(f"WavTokenizer.encode: lengths must lie in [1, {t}] (the padded length); got {lens.tolist()}.")
+    return [int(n) for n in lens.tolist()]
 
 
 # ----------------------------------------------------------------------------------------------
