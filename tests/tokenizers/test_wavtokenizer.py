@@ -407,3 +407,19 @@ def test_bad_clip_list(model):
         model.encode([torch.zeros(1, 4800), torch.zeros(2, 4800)], sample_rate=SR)
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 2\]"):
         model.decode(Tokens(ids=torch.zeros(1, 2, dtype=torch.long), lengths=[3], meta={"family": "wavtokenizer"}))
+
+
+def test_chunked_decode(model):
+    tokens = model.encode(_audio(t=24000), sample_rate=SR)  # 100 tokens
+    full = model.decode(tokens)
+    assert torch.equal(model.decode(tokens, chunk_tokens=100), full)  # one window: the one-pass result
+    y = model.decode(tokens, chunk_tokens=40, overlap_tokens=10)
+    assert y.shape == full.shape and torch.isfinite(y).all()
+    # the cross-fade weights sum to one: a window's own audio comes back where no other overlaps it
+    alone = model.decode(tokens[:, :40])[..., : 30 * model.hop_length]
+    torch.testing.assert_close(y[..., : 30 * model.hop_length], alone, atol=1e-6, rtol=0)
+    mixed = model.encode(_audio(b=2, t=24000), sample_rate=SR, lengths=[24000, 9000])
+    assert model.decode(mixed, chunk_tokens=40).shape == (2, 1, 24000)
+    for c, o in ((0, None), (10, 10), (10, -1)):
+        with pytest.raises(ValueError, match="chunk_tokens must be"):
+            model.decode(tokens, chunk_tokens=c, overlap_tokens=o)

@@ -208,8 +208,13 @@ class WavTokenizer(Tokenizer):
             z = self.encode_latent(audio)  # [B, D, N]
             return self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
 
-    def decode(self, tokens: Tokens) -> Tensor:
+    def decode(self, tokens: Tokens, chunk_tokens: int | None = None, overlap_tokens: int | None = None) -> Tensor:
         """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop).
+
+        Long streams: `chunk_tokens=C` decodes windows of C tokens that overlap by `overlap_tokens`
+        (default C // 4) and cross-fades them linearly, so memory grows with C, not N (the
+        attention prelude is quadratic in its length). Not equal to one pass: the prelude, its
+        GroupNorms and the convs see only the window (differences measured in NOTES.md).
 
         With Tokens.lengths (mixed lengths) each item is decoded as if alone (items of equal token
         length together, cut to that length), trimmed to its meta["num_samples"] (else lengths *
@@ -222,7 +227,7 @@ class WavTokenizer(Tokenizer):
         ids = tokens.ids.to(self.device)
         num_samples = tokens.meta.get("num_samples")
         if tokens.lengths is None:
-            audio = self._decode_ids(ids)  # [B, N * hop]
+            audio = self._decode_ids(ids, chunk_tokens, overlap_tokens)  # [B, N * hop]
             n = audio.shape[-1]
             if num_samples is not None:
                 n = min(n, int(num_samples) if not isinstance(num_samples, list) else max(num_samples))
@@ -237,15 +242,40 @@ class WavTokenizer(Tokenizer):
         out = torch.zeros(len(per_item), 1, max(per_item), device=self.device)
         for n, idx in group_by_length(lens):
             sel = torch.as_tensor(idx, device=self.device)
-            audio = self._decode_ids(ids[sel, :n])  # [G, n * hop]
+            audio = self._decode_ids(ids[sel, :n], chunk_tokens, overlap_tokens)  # [G, n * hop]
             for j, i in enumerate(idx):
                 out[i, 0, : per_item[i]] = audio[j, : per_item[i]]
         return out
 
-    def _decode_ids(self, ids: Tensor) -> Tensor:
-        """ids [B, N] on the model's device -> audio [B, N * hop]."""
+    def _decode_ids(self, ids: Tensor, chunk: int | None = None, overlap: int | None = None) -> Tensor:
+        """ids [B, N] on the model's device -> audio [B, N * hop] (in overlapping windows if `chunk`)."""
+        n = ids.shape[1]
+        if chunk is not None:
+            overlap = int(chunk) // 4 if overlap is None else int(overlap)
+            if int(chunk) < 1 or not 0 <= overlap < int(chunk):
+                raise ValueError(f"WavTokenizer.decode: chunk_tokens must be >= 1 and 0 <= overlap_tokens < chunk_tokens; "
+                                 f"got {chunk} and {overlap}.")
         with torch.inference_mode():
-            return self.features_to_audio(self.ids_to_features(ids))
+            if chunk is None or n <= chunk:
+                return self.features_to_audio(self.ids_to_features(ids))
+            hop, step = self.hop_length, int(chunk) - overlap
+            out = torch.zeros(ids.shape[0], n * hop, device=ids.device)
+            weight = torch.zeros(n * hop, device=ids.device)
+            ramp = torch.linspace(0, 1, overlap * hop + 2, device=ids.device)[1:-1]  # strictly inside (0, 1)
+            start = 0
+            while True:
+                end = min(start + int(chunk), n)
+                y = self.features_to_audio(self.ids_to_features(ids[:, start:end])).float()  # [B, (end - start) * hop]
+                w = torch.ones(y.shape[-1], device=ids.device)
+                if start > 0 and overlap:
+                    w[: overlap * hop] = ramp  # fade in over the overlap with the previous window
+                if end < n and overlap:
+                    w[-overlap * hop :] *= ramp.flip(0)  # fade out over the next one's
+                out[:, start * hop : end * hop] += y * w
+                weight[start * hop : end * hop] += w
+                if end == n:
+                    return out / weight
+                start += step
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Training path: audio [B, 1, T] at 24 kHz -> reconstruction [B, 1, T], tokens, VQ losses.
