@@ -62,6 +62,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 _SEQ_AXIS = {"1d": 1, "rvq": 2, "streams": 2, "multiscale": 1, "2d": None}
 
 
+# meta entries that may hold one value per item (a list of length B); slicing the batch slices them
+_PER_ITEM_META = ("source", "num_samples")
+
+
 @dataclass
 class Tokens:
     """Discrete tokens with what is needed to decode them.
@@ -156,8 +160,9 @@ class Tokens:
                 raise IndexError("Cut multiscale tokens by scale with Tokens.first_scales(s), not by slicing.")
         if self.layout == "rvq" and len(index) > 1:
             meta["num_quantizers"] = ids.shape[1]
-        if "source" in meta and isinstance(meta["source"], list):
-            meta["source"] = meta["source"][batch_index] if isinstance(batch_index, slice) else meta["source"]
+        for key in _PER_ITEM_META:  # per-item lists follow the batch index
+            if key in meta and isinstance(meta[key], list) and isinstance(batch_index, slice):
+                meta[key] = meta[key][batch_index]
         return Tokens(ids=ids, layout=self.layout, lengths=lengths, meta=meta)
 
     def first_scales(self, s: int) -> "Tokens":

@@ -43,8 +43,10 @@ def render_section(spec: registry.FamilySpec, v: registry.Variant) -> str:
     lines.append(f"| codebook | {model.num_codebooks} x {model.codebook_size} |")
     lines.append(f"| token rate | {model.token_rate:g} {unit} |")
     if v.pretrained:
-        rev = f" @ `{v.pretrained.revision}`" if v.pretrained.revision else ""
+        rev = f" @ `{v.pretrained.revision}`" if v.pretrained.revision else " @ main (revision not yet pinned)"
         lines.append(f"| weights | `{v.pretrained.hub_id}` / `{v.pretrained.filename}`{rev} |")
+        if v.pretrained.sha256:
+            lines.append(f"| sha256 | `{v.pretrained.sha256}` |")
         lines.append(f"| license | {v.pretrained.license} |")
     if v.embedded:
         lines.append(f"| embedded copy | `models/{v.embedded}/` (trained here) |")

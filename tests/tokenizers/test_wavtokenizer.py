@@ -42,13 +42,26 @@ def test_registry_and_properties(model):
     names = zoo.list_models("wavtokenizer*")
     for n in ("wavtokenizer-small-40tps", "wavtokenizer-small-75tps", "wavtokenizer-medium-speech-75tps",
               "wavtokenizer-medium-music-audio-75tps", "wavtokenizer-large-unify-40tps",
-              "wavtokenizer-large-speech-75tps", "wavtokenizer-tiny-24k"):
+              "wavtokenizer-large-speech-75tps", "wavtokenizer-tiny-24k", "wavtokenizer-medium-speech-75tps-v1",
+              "wavtokenizer-medium-music-audio-75tps-v1"):
         assert n in names
     spec, v = registry.lookup("wavtokenizer-small-40tps")
     assert spec.name == "wavtokenizer" and v.config.hop_length == 600 and v.pretrained.hub_id == "novateur/WavTokenizer"
     assert registry.lookup("wavtokenizer-small-75tps")[1].config.hop_length == 320
     assert model.codebook_size == 1024 and model.num_codebooks == 1
     assert model.token_rate == SR / 240 and model.modality == "audio"
+
+
+def test_medium_v1_beside_v2():
+    """v1 and v2 medium: same repo, same architecture (75 tokens/s), different files (codes differ)."""
+    for domain in ("speech", "music-audio"):
+        _, v1 = registry.lookup(f"wavtokenizer-medium-{domain}-75tps-v1")
+        _, v2 = registry.lookup(f"wavtokenizer-medium-{domain}-75tps")
+        assert v1.pretrained.hub_id == v2.pretrained.hub_id == f"novateur/WavTokenizer-medium-{domain}-75token"
+        assert v1.config == v2.config == wt.CONFIG_75TPS
+        stem = domain.replace("-", "_")
+        assert v1.pretrained.filename == f"wavtokenizer_medium_{stem}_320_24k.ckpt"
+        assert v2.pretrained.filename == f"wavtokenizer_medium_{stem}_320_24k_v2.ckpt"
 
 
 def test_released_configs_have_the_official_rates():
@@ -320,3 +333,93 @@ def test_lightning_ckpt_is_read(tmp_path):
     assert torch.equal(conv.encode(x, sample_rate=SR).ids, src.encode(x, sample_rate=SR).ids)
     flat = {"state_dict." + k: v for k, v in _official_state_dict(src).items()}
     assert wt.from_official_config(None, flat, {}).strides == src.cfg.strides
+
+
+# ---------------------------------------------------------------------------------------------
+# mixed lengths
+# ---------------------------------------------------------------------------------------------
+def _mixed(model, lens=(12000, 7777, 12000, 4801), sr=SR, seed=3):
+    x = _audio(b=len(lens), t=max(lens), seed=seed)
+    for i, n in enumerate(lens):
+        x[i, :, n:] = 0.5  # garbage in the padding: it must not matter
+    return x, list(lens)
+
+
+def test_mixed_lengths_equal_items_alone(model):
+    x, lens = _mixed(model)
+    tokens = model.encode(x, sample_rate=SR, lengths=lens)
+    hop = model.hop_length
+    assert tokens.lengths.tolist() == [-(-n // hop) for n in lens]
+    assert tokens.meta["num_samples"] == lens and tokens.ids.shape == (4, -(-max(lens) // hop))
+    audio = model.decode(tokens)
+    assert audio.shape == (4, 1, max(lens))
+    for i, n in enumerate(lens):
+        alone = model.encode(x[i : i + 1, :, :n], sample_rate=SR)
+        k = int(tokens.lengths[i])
+        assert torch.equal(tokens.ids[i, :k], alone.ids[0]), i  # padding never changes an item's codes
+        assert int(tokens.ids[i, k:].abs().sum()) == 0
+        torch.testing.assert_close(audio[i : i + 1, :, :n], model.decode(alone), atol=1e-6, rtol=0)
+        assert not audio[i, :, n:].any()
+    # a list of clips is the same call
+    listed = model.encode([x[i, :, :n] for i, n in enumerate(lens)], sample_rate=SR)
+    assert torch.equal(listed.ids, tokens.ids) and torch.equal(listed.lengths, tokens.lengths)
+    # slicing the batch keeps per-item num_samples; the Tokens file keeps lengths
+    sub = tokens[1:3]
+    assert sub.meta["num_samples"] == lens[1:3] and sub.lengths.tolist() == tokens.lengths[1:3].tolist()
+    torch.testing.assert_close(model.decode(sub), audio[1:3, :, : max(lens[1:3])], atol=1e-6, rtol=0)
+
+
+def test_mixed_lengths_resampled_per_item(model):
+    x, lens = _mixed(model, lens=(16000, 9000), sr=16000)
+    tokens = model.encode(x, sample_rate=16000, lengths=lens)
+    for i, n in enumerate(lens):
+        alone = model.encode(x[i : i + 1, :, :n], sample_rate=16000)
+        assert tokens.meta["num_samples"][i] == alone.meta["num_samples"]
+        assert torch.equal(tokens.ids[i, : int(tokens.lengths[i])], alone.ids[0])
+
+
+def test_padding_without_lengths_changes_the_last_codes():
+    """Why lengths= exists: zero padding reaches an item's last codes (convs look right, reflect pad)."""
+    m = _tiny()
+    x = _audio(b=1, t=9600, seed=5)
+    alone = m.encode(x, sample_rate=SR).ids[0]
+    padded = m.encode(torch.nn.functional.pad(x, (0, 4800)), sample_rate=SR).ids[0, : alone.numel()]
+    diff = (alone != padded).nonzero().flatten().tolist()
+    assert all(i >= alone.numel() - 4 for i in diff)  # only the last few frames can change
+
+
+@pytest.mark.parametrize(
+    "lengths, match",
+    [([12000], "2 integers"), ([12000, 0], r"lie in \[1, 12000\]"), ([12000, 12001], r"lie in \[1, 12000\]"),
+     ([1.5, 2.0], "integers")],
+)
+def test_bad_lengths(model, lengths, match):
+    with pytest.raises(ValueError, match=match):
+        model.encode(_audio(), sample_rate=SR, lengths=lengths)
+
+
+def test_bad_clip_list(model):
+    with pytest.raises(ValueError, match="empty list"):
+        model.encode([], sample_rate=SR)
+    with pytest.raises(ValueError, match="only with a padded batch"):
+        model.encode([torch.zeros(1, 4800)], sample_rate=SR, lengths=[4800])
+    with pytest.raises(ValueError, match="channel counts"):
+        model.encode([torch.zeros(1, 4800), torch.zeros(2, 4800)], sample_rate=SR)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 2\]"):
+        model.decode(Tokens(ids=torch.zeros(1, 2, dtype=torch.long), lengths=[3], meta={"family": "wavtokenizer"}))
+
+
+def test_chunked_decode(model):
+    tokens = model.encode(_audio(t=24000), sample_rate=SR)  # 100 tokens
+    full = model.decode(tokens)
+    assert torch.equal(model.decode(tokens, chunk_tokens=100), full)  # one window: the one-pass result
+    y = model.decode(tokens, chunk_tokens=40, overlap_tokens=10)
+    assert y.shape == full.shape and torch.isfinite(y).all()
+    # the cross-fade weights sum to one: a window's own audio comes back where no other overlaps it
+    alone = model.decode(tokens[:, :40])[..., : 30 * model.hop_length]
+    torch.testing.assert_close(y[..., : 30 * model.hop_length], alone, atol=1e-6, rtol=0)
+    mixed = model.encode(_audio(b=2, t=24000), sample_rate=SR, lengths=[24000, 9000])
+    assert model.decode(mixed, chunk_tokens=40).shape == (2, 1, 24000)
+    for c, o in ((0, None), (10, 10), (10, -1)):
+        with pytest.raises(ValueError, match="chunk_tokens must be"):
+            model.decode(tokens, chunk_tokens=c, overlap_tokens=o)

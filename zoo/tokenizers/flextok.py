@@ -809,12 +809,14 @@ def _hub_vae_scaling_factor(hub_path: str | None) -> float:
 # ----------------------------------------------------------------------------------------------
 # catalogue
 # ----------------------------------------------------------------------------------------------
-def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, vae: str, about: str) -> Variant:
+def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, vae: str, about: str,
+              revision: str | None = None) -> Variant:
     cfg = FlexTokConfig(enc_dim=enc[1], enc_depth=enc[0], dec_dim=dec[1], dec_depth=dec[0])
     return Variant(
         name=name,
         config=cfg,
-        pretrained=PretrainedCfg(hub_id=hub, filename="model.safetensors", license=WEIGHTS_LICENSE, paper=PAPER),
+        pretrained=PretrainedCfg(hub_id=hub, filename="model.safetensors", revision=revision, license=WEIGHTS_LICENSE,
+                                 paper=PAPER),
         description=about,
         extra={"vae_hub_id": vae},
     )
@@ -834,7 +836,8 @@ TINY_64_CONFIG = FlexTokConfig(
 
 VARIANTS: tuple[Variant, ...] = (
     _released("flextok-d12-d12-in1k", (12, 768), (12, 768), "EPFL-VILAB/flextok_d12_d12_in1k", "EPFL-VILAB/flextok_vae_c16",
-              "FlexTok d12-d12 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
+              "FlexTok d12-d12 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes.",
+              revision="fe24b9794f32cc5c002781d25dd81a7768bed71c"),  # a snapshot seen in public code
     _released("flextok-d18-d18-in1k", (18, 1152), (18, 1152), "EPFL-VILAB/flextok_d18_d18_in1k", "EPFL-VILAB/flextok_vae_c16",
               "FlexTok d18-d18 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
     _released("flextok-d18-d28-in1k", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_in1k", "EPFL-VILAB/flextok_vae_c16",

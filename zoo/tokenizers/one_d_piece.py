@@ -659,13 +659,14 @@ def _fill_from_state_dict(fields: dict[str, Any], sd: Mapping[str, Tensor]) -> N
 # ----------------------------------------------------------------------------------------------
 # catalogue
 # ----------------------------------------------------------------------------------------------
-def _released(size: str, cfg: OneDPieceConfig, params: str) -> Variant:
+def _released(size: str, cfg: OneDPieceConfig, params: str, revision: str | None = None) -> Variant:
     return Variant(
         name=f"one-d-piece-{size.lower()}-256",
         config=cfg,
         pretrained=PretrainedCfg(
             hub_id=f"turing-motors/One-D-Piece-{size}-256",
             filename="pytorch_model.bin",
+            revision=revision,
             license="apache-2.0",
             paper=PAPER,
         ),
@@ -675,7 +676,7 @@ def _released(size: str, cfg: OneDPieceConfig, params: str) -> Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
-    _released("S", S_256, "83.9 M"),
+    _released("S", S_256, "83.9 M", revision="250e95dcb0b29fcfeef4396d1788a9dbd18ca455"),  # a snapshot seen in public code
     _released("B", B_256, "205.3 M"),
     _released("L", L_256, "641.7 M"),
     Variant(

@@ -165,36 +165,122 @@ class WavTokenizer(Tokenizer):
 
     # -- contract ------------------------------------------------------------------------------
     @inference
-    def encode(self, x, sample_rate: int | None = None, mono: bool = False) -> Tokens:
+    def encode(self, x, sample_rate: int | None = None, mono: bool = False, lengths=None) -> Tokens:
         """audio [B, C, T] float in [-1, 1] at `sample_rate` -> Tokens ids [B, ceil(T' / hop)].
 
         Resampled to 24 kHz (T' samples); more than one channel is an error unless `mono=True`
         (then channels are averaged). meta["num_samples"] = T' so decode trims back to it.
+
+        Mixed lengths: `lengths` [B] (samples per item at `sample_rate`) with a padded batch, or `x`
+        a list of clips [C, T_i]. Then ids are [B, ceil(max T'_i / hop)], 0 beyond each item,
+        Tokens.lengths = ceil(T'_i / hop) and meta["num_samples"] = [T'_i, ...]. Every item gets
+        exactly the ids it gets when encoded alone: items of equal length run together, each group
+        cut to its own length (the encoder's reflect padding and right-hand conv context would
+        otherwise see the padding; see `group_by_length`).
         """
-        audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
-        audio = audio.to(self.device)
+        if isinstance(x, (list, tuple)):
+            x, lengths = _pad_clips(x, lengths)
+        if lengths is None:
+            audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
+            audio = audio.to(self.device)
+            ids = self._encode_ids(audio)
+            meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
+            return Tokens(ids=ids, layout="1d", meta=meta)
+        lens = _check_lengths(lengths, x)
+        # each group of equal length is cut, resampled and encoded as a batch of its own
+        groups, num_samples, ids_of = [], [0] * len(lens), {}
+        for length, idx in group_by_length(lens):
+            audio = prepare_audio(x[idx, :, :length], name="WavTokenizer", sample_rate=sample_rate,
+                                  model_rate=self.cfg.sample_rate, mono=mono).to(self.device)  # [G, 1, T'_g]
+            ids_of[length] = self._encode_ids(audio)  # [G, N_g]
+            groups.append((length, idx))
+            for i in idx:
+                num_samples[i] = int(audio.shape[-1])
+        n_max = max(v.shape[1] for v in ids_of.values())
+        ids = torch.zeros(len(lens), n_max, dtype=torch.long, device=self.device)
+        token_lengths = torch.zeros(len(lens), dtype=torch.long)
+        for length, idx in groups:
+            g = ids_of[length]
+            ids[torch.as_tensor(idx, device=self.device), : g.shape[1]] = g
+            token_lengths[idx] = g.shape[1]
+        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=num_samples, hop_length=self.hop_length)
+        return Tokens(ids=ids, layout="1d", lengths=token_lengths.to(self.device), meta=meta)
+
+    def _encode_ids(self, audio: Tensor) -> Tensor:
+        """audio [B, 1, T] at 24 kHz on the model's device -> ids [B, ceil(T / hop)]."""
         with torch.inference_mode(), parametrize.cached():
             z = self.encode_latent(audio)  # [B, D, N]
-            ids = self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
-        meta = self.token_meta(sample_rate=self.cfg.sample_rate, num_samples=int(audio.shape[-1]), hop_length=self.hop_length)
-        return Tokens(ids=ids, layout="1d", meta=meta)
+            return self.quantizer.codes_to_ids(z.transpose(1, 2))  # [B, N]
 
     @inference
-    def decode(self, tokens: Tokens) -> Tensor:
-        """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop)."""
+    def decode(self, tokens: Tokens, chunk_tokens: int | None = None, overlap_tokens: int | None = None) -> Tensor:
+        """Tokens ids [B, N] -> audio [B, 1, T] at 24 kHz, T = meta["num_samples"] (else N * hop).
+
+        Long streams: `chunk_tokens=C` decodes windows of C tokens that overlap by `overlap_tokens`
+        (default C // 4) and cross-fades them linearly, so memory grows with C, not N (the
+        attention prelude is quadratic in its length). Not equal to one pass: the prelude, its
+        GroupNorms and the convs see only the window (differences measured in NOTES.md).
+
+        With Tokens.lengths (mixed lengths) each item is decoded as if alone (items of equal token
+        length together, cut to that length), trimmed to its meta["num_samples"] (else lengths *
+        hop), and the batch is zero-padded to the longest: audio [B, 1, max T_i]."""
         self.check_tokens(tokens)
         if tokens.layout != "1d" or tokens.ids.dim() != 2:
             raise ValueError(
                 f"WavTokenizer decodes 1d tokens [B, N]; got layout {tokens.layout!r} with shape {list(tokens.ids.shape)}."
             )
         ids = tokens.ids.to(self.device)
-        with torch.inference_mode():
-            audio = self.features_to_audio(self.ids_to_features(ids))  # [B, N * hop]
-        n = audio.shape[-1]
         num_samples = tokens.meta.get("num_samples")
-        if num_samples is not None:
-            n = min(n, int(num_samples))
-        return audio[:, None, :n]
+        if tokens.lengths is None:
+            audio = self._decode_ids(ids, chunk_tokens, overlap_tokens)  # [B, N * hop]
+            n = audio.shape[-1]
+            if num_samples is not None:
+                n = min(n, int(num_samples) if not isinstance(num_samples, list) else max(num_samples))
+            return audio[:, None, :n]
+        lens = tokens.lengths.cpu()
+        n_tok = ids.shape[1]
+        if int(lens.min()) < 1 or int(lens.max()) > n_tok:
+            raise ValueError(f"Tokens.lengths must lie in [1, {n_tok}] (the ids' length); got {lens.tolist()}.")
+        per_item = [int(n) * self.hop_length for n in lens.tolist()]
+        if isinstance(num_samples, list) and len(num_samples) == len(per_item):
+            per_item = [min(a, int(b)) for a, b in zip(per_item, num_samples)]
+        out = torch.zeros(len(per_item), 1, max(per_item), device=self.device)
+        for n, idx in group_by_length(lens):
+            sel = torch.as_tensor(idx, device=self.device)
+            audio = self._decode_ids(ids[sel, :n], chunk_tokens, overlap_tokens)  # [G, n * hop]
+            for j, i in enumerate(idx):
+                out[i, 0, : per_item[i]] = audio[j, : per_item[i]]
+        return out
+
+    def _decode_ids(self, ids: Tensor, chunk: int | None = None, overlap: int | None = None) -> Tensor:
+        """ids [B, N] on the model's device -> audio [B, N * hop] (in overlapping windows if `chunk`)."""
+        n = ids.shape[1]
+        if chunk is not None:
+            overlap = int(chunk) // 4 if overlap is None else int(overlap)
+            if int(chunk) < 1 or not 0 <= overlap < int(chunk):
+                raise ValueError(f"WavTokenizer.decode: chunk_tokens must be >= 1 and 0 <= overlap_tokens < chunk_tokens; "
+                                 f"got {chunk} and {overlap}.")
+        with torch.inference_mode():
+            if chunk is None or n <= chunk:
+                return self.features_to_audio(self.ids_to_features(ids))
+            hop, step = self.hop_length, int(chunk) - overlap
+            out = torch.zeros(ids.shape[0], n * hop, device=ids.device)
+            weight = torch.zeros(n * hop, device=ids.device)
+            ramp = torch.linspace(0, 1, overlap * hop + 2, device=ids.device)[1:-1]  # strictly inside (0, 1)
+            start = 0
+            while True:
+                end = min(start + int(chunk), n)
+                y = self.features_to_audio(self.ids_to_features(ids[:, start:end])).float()  # [B, (end - start) * hop]
+                w = torch.ones(y.shape[-1], device=ids.device)
+                if start > 0 and overlap:
+                    w[: overlap * hop] = ramp  # fade in over the overlap with the previous window
+                if end < n and overlap:
+                    w[-overlap * hop :] *= ramp.flip(0)  # fade out over the next one's
+                out[:, start * hop : end * hop] += y * w
+                weight[start * hop : end * hop] += w
+                if end == n:
+                    return out / weight
+                start += step
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Training path: audio [B, 1, T] at 24 kHz -> reconstruction [B, 1, T], tokens, VQ losses.
@@ -215,6 +301,60 @@ class WavTokenizer(Tokenizer):
         """(audio [B, 1, 8 * hop] of quiet noise at 24 kHz, {"sample_rate": 24000})."""
         x = 0.1 * torch.randn(batch_size, 1, 8 * self.hop_length, generator=generator)
         return x, {"sample_rate": self.cfg.sample_rate}
+
+
+# ----------------------------------------------------------------------------------------------
+# mixed-length batches
+# ----------------------------------------------------------------------------------------------
+def group_by_length(lengths) -> list[tuple[int, list[int]]]:
+    """lengths [B] -> [(length, [item indices with that length]), ...], longest first.
+
+    WavTokenizer is not length-agnostic: the SEANet convs reflect-pad at the clip's end and look
+    up to a few frames to the right, and the decoder's GroupNorm, attention and convs span the
+    whole sequence, so zero padding would change an item's last codes and its whole waveform.
+    Running each group of equal length at that length gives every item exactly its solo result.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(torch.as_tensor(lengths).reshape(-1).tolist()):
+        groups.setdefault(int(n), []).append(i)
+    return sorted(groups.items(), key=lambda kv: -kv[0])
+
+
+def _pad_clips(clips, lengths) -> tuple[Tensor, list[int]]:
+    """[clip [C, T_i] or [T_i], ...] -> (batch [B, C, max T_i] zero-padded, [T_i, ...])."""
+    if lengths is not None:
+        raise ValueError("WavTokenizer.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
+    if not clips:
+        raise ValueError("WavTokenizer.encode got an empty list of clips.")
+    items = []
+    for i, c in enumerate(clips):
+        if not isinstance(c, Tensor):
+            raise TypeError(f"WavTokenizer.encode: clip {i} is a {type(c).__name__}; pass tensors [T] or [C, T].")
+        c = c[None] if c.dim() == 1 else c
+        if c.dim() != 2:
+            raise ValueError(f"WavTokenizer.encode: clip {i} must be [T] or [C, T]; got shape {list(c.shape)}.")
+        items.append(c)
+    if len({c.shape[0] for c in items}) != 1:
+        raise ValueError(f"WavTokenizer.encode: clips have different channel counts {[c.shape[0] for c in items]}.")
+    lens = [int(c.shape[-1]) for c in items]
+    batch = items[0].new_zeros(len(items), items[0].shape[0], max(lens))
+    for i, c in enumerate(items):
+        batch[i, :, : c.shape[-1]] = c
+    return batch, lens
+
+
+def _check_lengths(lengths, x) -> list[int]:
+    """lengths [B] (samples per item at the input rate) for x [B, C, T] -> a list of ints in [1, T]."""
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"WavTokenizer.encode: lengths= goes with a padded batch [B, C, T]; got {got}.")
+    lens = torch.as_tensor(lengths).reshape(-1)
+    b, t = x.shape[0], x.shape[-1]
+    if lens.is_floating_point() or lens.numel() != b:
+        raise ValueError(f"WavTokenizer.encode: lengths must hold {b} integers (samples per item); got {lengths!r}.")
+    if int(lens.min()) < 1 or int(lens.max()) > t:
+        raise ValueError(f"WavTokenizer.encode: lengths must lie in [1, {t}] (the padded length); got {lens.tolist()}.")
+    return [int(n) for n in lens.tolist()]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,9 +531,18 @@ TINY_CONFIG = WavTokenizerConfig(
 )
 
 
-def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, description: str) -> Variant:
-    pre = PretrainedCfg(hub_id=hub_id, filename=filename, license=LICENSE, paper=PAPER)
+def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, description: str,
+              revision: str | None = None, sha256: str | None = None) -> Variant:
+    pre = PretrainedCfg(hub_id=hub_id, filename=filename, revision=revision, sha256=sha256, license=LICENSE, paper=PAPER)
     return Variant(name=name, config=cfg, pretrained=pre, description=description)
+
+
+# Hub commits (and one file sha256) seen in public code that downloads these files; where none was
+# seen the entry follows `main` and is listed in zoo.registry.NOT_YET_PINNED. Sources in NOTES.md.
+_REV_MEDIUM_SPEECH = "8858552e69270816d6aeb37bfcf3b770769d4899"  # snapshot holding ..._speech_320_24k_v2.ckpt
+_REV_MEDIUM_MUSIC = "1bcbe86db88fc1f1f86c7ea192e791b3ede17da2"  # snapshot holding ..._music_audio_320_24k_v2.ckpt
+_REV_LARGE_UNIFY = "7dc47a9450ce71cab736434b7645604013ca028b"
+_SHA_LARGE_UNIFY = "72182c1b6bd5ea7f84cf3ec78a0a3244cf42daa660b2e9bce23f5d74064d8205"  # its hub-cache blob name
 
 
 VARIANTS = (
@@ -403,13 +552,25 @@ VARIANTS = (
               "WavTokenizer small, 75 tokens/s (hop 320), trained on LibriTTS (speech)."),
     _official("wavtokenizer-medium-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
               "wavtokenizer_medium_speech_320_24k_v2.ckpt",
-              "WavTokenizer medium, 75 tokens/s, ~10k hours of speech."),
+              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, ~10k hours of speech.",
+              revision=_REV_MEDIUM_SPEECH),
+    # v1: the first medium release, beside v2 in the same repos. Same architecture (downstream code
+    # loads it strictly with the frame75 medium YAML), different weights: v1 and v2 codes are not
+    # interchangeable, so a speech LM trained on v1 codes (Lina-Speech, YarnGPT) needs v1.
+    _official("wavtokenizer-medium-speech-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
+              "wavtokenizer_medium_speech_320_24k.ckpt",
+              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, ~10k hours of speech; its codes differ from v2's."),
     _official("wavtokenizer-medium-music-audio-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
               "wavtokenizer_medium_music_audio_320_24k_v2.ckpt",
-              "WavTokenizer medium, 75 tokens/s, music and general audio."),
+              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, music and general audio.",
+              revision=_REV_MEDIUM_MUSIC),
+    _official("wavtokenizer-medium-music-audio-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
+              "wavtokenizer_medium_music_audio_320_24k.ckpt",
+              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, music and general audio; its codes differ from v2's."),
     _official("wavtokenizer-large-unify-40tps", CONFIG_40TPS, "novateur/WavTokenizer-large-unify-40token",
               "wavtokenizer_large_unify_600_24k.ckpt",
-              "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio."),
+              "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio.",
+              revision=_REV_LARGE_UNIFY, sha256=_SHA_LARGE_UNIFY),
     _official("wavtokenizer-large-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-large-speech-75token",
               "wavtokenizer_large_speech_320_v2.ckpt",
               "WavTokenizer large, 75 tokens/s, speech (the v2 checkpoint; v1 was withdrawn upstream)."),

@@ -674,11 +674,13 @@ def from_official_config(config: Mapping[str, Any] | None, state_dict: Mapping[s
 _LICENSE = "apache-2.0"  # upstream code licence; the hub repo states no separate weights licence
 
 
-def _official(name: str, folder: str, cfg: WeTokConfig, description: str) -> Variant:
+def _official(name: str, folder: str, cfg: WeTokConfig, description: str,
+              revision: str | None = None, sha256: str | None = None) -> Variant:
     return Variant(
         name=name,
         config=cfg,
-        pretrained=PretrainedCfg(hub_id=HUB_ID, filename=f"{folder}/WeTok.ckpt", license=_LICENSE, paper=PAPER),
+        pretrained=PretrainedCfg(hub_id=HUB_ID, filename=f"{folder}/WeTok.ckpt", revision=revision, sha256=sha256,
+                                 license=_LICENSE, paper=PAPER),
         description=description,
     )
 
@@ -688,7 +690,10 @@ VARIANTS = (
     _official("wetok-imagenet-f8", "ImageNet/downsample8", WeTokConfig(**_F8),
               "ImageNet-trained, f8, 4 groups x 8 bits (32 bits per position), 32x32 positions at 256px."),
     _official("wetok-imagenet-f16", "ImageNet/downsample16", WeTokConfig(),
-              "ImageNet-trained, f16, 4 groups x 8 bits (32 bits per position), 16x16 positions at 256px."),
+              "ImageNet-trained, f16, 4 groups x 8 bits (32 bits per position), 16x16 positions at 256px.",
+              # a commit and the file's LFS sha256 recorded in public code; the other files are not yet pinned
+              revision="85fc6eb084d458b8d4fa3a32d541379e95b2bf87",
+              sha256="e40a0bcdefd8509b2201e93a9f5007d38c8fba9423c17a98b0e45f9e8763e696"),
     _official("wetok-general-cr24", "GeneralDomain/compratio24",
               WeTokConfig(**_F8, z_channels=64, num_groups=8),
               "General-domain, compression ratio 24: f8, 8 groups x 8 bits (64 bits per position)."),

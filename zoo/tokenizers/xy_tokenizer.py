@@ -901,7 +901,8 @@ VARIANTS = (
     Variant(
         name="xy-tokenizer-ttsd-24k",
         config=_with_vocoder(960, 240, 24000),
-        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER,
+                                 revision="c83433728e698ed0698e88cb5096bc221fb8f8c5"),  # pinned by MOSS-TTSD v0.5 users; NOTES.md
         description="MOSS-TTSD v0.5 codec: the XY-Tokenizer encoder with a 24 kHz Vocos decoder (same 1 kbps tokens).",
     ),
     Variant(
