@@ -514,6 +514,30 @@ def prepare_images(x, *, name: str, multiple_of: int | None = None, size: tuple[
     return x.float()
 
 
+def pad_clips(clips, lengths, *, name: str) -> tuple[Tensor, list[int]]:
+    """Audio families' list-of-clips input: [clip [C, T_i] or [T_i], ...] -> (batch [B, C, max T_i]
+    zero-padded, [T_i, ...]). `lengths` must be None (the list gives them)."""
+    if lengths is not None:
+        raise ValueError(f"{name}.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
+    if not clips:
+        raise ValueError(f"{name}.encode got an empty list of clips.")
+    items = []
+    for i, c in enumerate(clips):
+        if not isinstance(c, Tensor):
+            raise TypeError(f"{name}.encode: clip {i} is a {type(c).__name__}; pass tensors [T] or [C, T].")
+        c = c[None] if c.dim() == 1 else c
+        if c.dim() != 2:
+            raise ValueError(f"{name}.encode: clip {i} must be [T] or [C, T]; got shape {list(c.shape)}.")
+        items.append(c)
+    if len({c.shape[0] for c in items}) != 1:
+        raise ValueError(f"{name}.encode: clips have different channel counts {[c.shape[0] for c in items]}.")
+    lens = [int(c.shape[-1]) for c in items]
+    batch = items[0].new_zeros(len(items), items[0].shape[0], max(lens))
+    for i, c in enumerate(items):
+        batch[i, :, : c.shape[-1]] = c
+    return batch, lens
+
+
 def prepare_audio(
     x,
     *,

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, pad_clips, prepare_audio
 from zoo.blocks.seanet import SEANetEncoder
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import VectorQuantizer
@@ -179,7 +179,7 @@ class WavTokenizer(Tokenizer):
         otherwise see the padding; see `group_by_length`).
         """
         if isinstance(x, (list, tuple)):
-            x, lengths = _pad_clips(x, lengths)
+            x, lengths = pad_clips(x, lengths, name="WavTokenizer")
         if lengths is None:
             audio = prepare_audio(x, name="WavTokenizer", sample_rate=sample_rate, model_rate=self.cfg.sample_rate, mono=mono)
             audio = audio.to(self.device)
@@ -318,29 +318,6 @@ def group_by_length(lengths) -> list[tuple[int, list[int]]]:
     for i, n in enumerate(torch.as_tensor(lengths).reshape(-1).tolist()):
         groups.setdefault(int(n), []).append(i)
     return sorted(groups.items(), key=lambda kv: -kv[0])
-
-
-def _pad_clips(clips, lengths) -> tuple[Tensor, list[int]]:
-    """[clip [C, T_i] or [T_i], ...] -> (batch [B, C, max T_i] zero-padded, [T_i, ...])."""
-    if lengths is not None:
-        raise ValueError("WavTokenizer.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
-    if not clips:
-        raise ValueError("WavTokenizer.encode got an empty list of clips.")
-    items = []
-    for i, c in enumerate(clips):
-        if not isinstance(c, Tensor):
-            raise TypeError(f"WavTokenizer.encode: clip {i} is a {type(c).__name__}; pass tensors [T] or [C, T].")
-        c = c[None] if c.dim() == 1 else c
-        if c.dim() != 2:
-            raise ValueError(f"WavTokenizer.encode: clip {i} must be [T] or [C, T]; got shape {list(c.shape)}.")
-        items.append(c)
-    if len({c.shape[0] for c in items}) != 1:
-        raise ValueError(f"WavTokenizer.encode: clips have different channel counts {[c.shape[0] for c in items]}.")
-    lens = [int(c.shape[-1]) for c in items]
-    batch = items[0].new_zeros(len(items), items[0].shape[0], max(lens))
-    for i, c in enumerate(items):
-        batch[i, :, : c.shape[-1]] = c
-    return batch, lens
 
 
 def _check_lengths(lengths, x) -> list[int]:

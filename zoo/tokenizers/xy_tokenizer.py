@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, inference, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, inference, pad_clips, prepare_audio
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -465,21 +465,11 @@ class XYTokenizer(Tokenizer):
         """-> (wav [B, T] at the model rate, zero beyond each length; lengths [B])."""
         name = "XYTokenizer"
         if isinstance(audio, (list, tuple)):
-            if lengths is not None:
-                raise ValueError("XYTokenizer.encode: pass lengths= only with a padded batch tensor, not with a list of clips.")
-            if not audio:
-                raise ValueError("XYTokenizer.encode got an empty list of clips.")
-            clips = []
-            for i, a in enumerate(audio):
-                if not isinstance(a, Tensor):
-                    raise TypeError(f"XYTokenizer.encode: clip {i} is a {type(a).__name__}; pass tensors [T] or [1, T].")
-                if a.dim() == 1:
-                    a = a[None]
-                if a.dim() != 2:
-                    raise ValueError(f"XYTokenizer.encode: clip {i} must be [T] or [C, T]; got shape {list(a.shape)}.")
-                clips.append(prepare_audio(a[None], name=name, sample_rate=sample_rate, model_rate=self.sample_rate)[0, 0])
+            batch, in_lens = pad_clips(audio, lengths, name=name)  # [B, C, max T_i] at the input rate
+            clips = [prepare_audio(batch[i : i + 1, :, :n], name=name, sample_rate=sample_rate, model_rate=self.sample_rate)[0, 0]
+                     for i, n in enumerate(in_lens)]
             lens = torch.tensor([c.shape[-1] for c in clips])
-            wav = torch.zeros(len(clips), int(lens.max()))
+            wav = batch.new_zeros(len(clips), int(lens.max()))
             for i, c in enumerate(clips):
                 wav[i, : c.shape[-1]] = c
             return wav, lens
