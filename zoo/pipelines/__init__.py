@@ -130,7 +130,7 @@ def output_path(out_dir: str | os.PathLike, key: str) -> Path:
     out_dir = Path(out_dir)
     bad = _unsafe_key(key)
     if bad:
-        raise ValueError(f"The item key {key!r} {bad}; keys must be relative paths inside the output folder.")
+        raise ValueError(f"The item key {key!r} {bad}; refused: keys must be relative paths inside the output folder.")
     rel = Path(key)
     base = out_dir / (rel.with_suffix("") if rel.suffix else rel)
     root = out_dir.resolve()
