@@ -48,7 +48,10 @@ def decode_image(data, name: str) -> Tensor:
                     f"(e.g. up to 8192x8192). Downscale it first."
                 )
             arr = _pil_to_float(im, name)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as e:
+    except Image.DecompressionBombError as e:  # Pillow refuses over 2x its own limit while opening
+        raise ValueError(f"{name} declares too many pixels ({e}); zoo reads images of up to {MAX_IMAGE_PIXELS} "
+                         f"pixels. Downscale it first.") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"Could not read {name} as an image ({e}); accepted: {IMAGE_FORMATS}.") from e
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
