@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+import zoo
+
 from reliability_helpers import AUDIO_MODEL, files_under, png, png_header_only, toy_folder, wav
 from zoo import cli, pipelines
 from zoo.api import Tokens
@@ -76,7 +78,7 @@ def test_one_bad_item_does_not_take_its_batch_mates_down(tmp_path, capsys):
     assert "c1.wav" in err and "[-1, 1]" in err
     assert files_under(tmp_path / "out") == ["c0.tokens", "c2.tokens"]
     # the shard pipeline does the same
-    s = pipelines.encode_dataset(__import__("zoo").load(AUDIO_MODEL), [data], tmp_path / "shards", batch_size=3,
+    s = pipelines.encode_dataset(zoo.load(AUDIO_MODEL), [data], tmp_path / "shards", batch_size=3,
                                  progress=False)
     assert s.items_encoded == 2 and len(s.failures) == 1 and s.failures[0].startswith("c1.wav")
 

@@ -308,7 +308,8 @@ def smallest_int_dtype(codebook_size: int) -> torch.dtype:
     return torch.int64
 
 
-def write_shard(path: str | os.PathLike, keys: list[str], tokens: list[Tokens], codebook_size: int) -> Path:
+def write_shard(path: str | os.PathLike, keys: list[str], tokens: list[Tokens], codebook_size: int,
+                extra_metadata: dict[str, str] | None = None) -> Path:
     """Write items (each a Tokens of batch 1) as one shard, atomically."""
     from safetensors.torch import save_file
 
@@ -342,21 +343,23 @@ def write_shard(path: str | os.PathLike, keys: list[str], tokens: list[Tokens], 
         "variant": str(metas[0].get("variant", "")),
         "keys": json.dumps(keys),
         "metas": json.dumps(metas),
+        **(extra_metadata or {}),
     }
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def read_shard_keys(path: str | os.PathLike) -> list[str] | None:
-    """The keys a shard holds, from its header alone; None when it is not a readable zoo shard."""
+def _shard_header(path: str | os.PathLike) -> dict | None:
+    """A shard's header metadata; None when it is missing or not a readable zoo shard."""
     from safetensors import safe_open
 
+    if not Path(path).is_file():
+        return None
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
-        keys = json.loads(md["keys"]) if md.get("format") == SHARD_FORMAT else None
     except Exception:  # any unreadable header means: not finished, redo it
         return None
-    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+    return md if md.get("format") == SHARD_FORMAT else None
 
 
 def read_shard(path: str | os.PathLike) -> list[tuple[str, Tokens]]:
@@ -455,18 +458,33 @@ def model_fingerprint(tokenizer) -> dict:
             "config_sha256": hashlib.sha256(cfg.encode()).hexdigest(), "weights_sha256": h.hexdigest()}
 
 
-def items_fingerprint(items: list[Item]) -> dict:
-    """The item list (keys and file sizes, in order) as a count and a sha256."""
+def items_fingerprint(items: list[Item], sizes: bool = False) -> dict:
+    """The item list (keys in order; with `sizes`, each file's size too) as a count and a sha256."""
     import hashlib
 
     h = hashlib.sha256()
     for it in items:
-        try:
-            size = it.path.stat().st_size
-        except OSError:
-            size = -1
-        h.update(json.dumps([it.key, it.member, size]).encode())
+        entry = [it.key, it.member]
+        if sizes:
+            try:
+                entry.append(it.path.stat().st_size)
+            except OSError:
+                entry.append(-1)
+        h.update(json.dumps(entry).encode())
     return {"count": len(items), "sha256": h.hexdigest()}
+
+
+def _shard_finished(path: Path, items: list[Item]) -> bool:
+    """A shard is finished when it holds every one of its items and none of their files changed size since
+    (else it is redone: items that failed are retried, a repaired or replaced file is encoded again)."""
+    md = _shard_header(path)
+    if md is None:
+        return False
+    try:
+        keys = json.loads(md.get("keys", "null"))
+    except ValueError:
+        return False
+    return keys == [it.key for it in items] and md.get("items_sha256") == items_fingerprint(items, sizes=True)["sha256"]
 
 
 def check_manifest(out_dir: Path, manifest: dict) -> None:
@@ -547,8 +565,9 @@ def encode_dataset(
 
     Unreadable items are listed in `out_dir/failures-rank<r>.jsonl` and skipped, unless `strict`.
     `out_dir/manifest.json` records the model, the options and the item list: a re-run with the same
-    ones resumes (a shard holding every one of its items is kept; a shard missing items, e.g. ones
-    that failed, is redone), a re-run with other ones is refused. One run per rank holds the folder.
+    ones resumes (a shard holding every one of its items, their files unchanged in size, is kept; a
+    shard missing items, e.g. ones that failed, or whose files changed, is redone), a re-run with
+    other ones is refused. One run per rank holds the folder (a lock file).
     """
     from tqdm import tqdm
 
@@ -577,7 +596,7 @@ def encode_dataset(
 
 def _encode_shards(tokenizer, items, plan, out_dir, *, batch_size, num_workers, rank, strict, mono, encode_kwargs,
                    progress, tqdm) -> EncodeSummary:
-    todo = [(s, r) for s, r in plan if read_shard_keys(shard_path(out_dir, s)) != [items[i].key for i in r]]
+    todo = [(s, r) for s, r in plan if not _shard_finished(shard_path(out_dir, s), [items[i] for i in r])]
     size = getattr(tokenizer, "input_size", None)
     failures: list[str] = []
     encoded = 0
@@ -609,7 +628,7 @@ def _encode_shards(tokenizer, items, plan, out_dir, *, batch_size, num_workers, 
         encoded += len(order)
         if order:
             write_shard(shard_path(out_dir, s), [mine[i].key for i in order], [done[i] for i in order],
-                        tokenizer.codebook_size)
+                        tokenizer.codebook_size, {"items_sha256": items_fingerprint(mine, sizes=True)["sha256"]})
     bar.close()
     fail_path = out_dir / f"failures-rank{rank}.jsonl"
     if failures:
