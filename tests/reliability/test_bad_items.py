@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import zoo
-
 from reliability_helpers import AUDIO_MODEL, files_under, png, png_header_only, toy_folder, wav
 from zoo import cli, pipelines
 from zoo.api import Tokens

@@ -39,8 +39,13 @@ def decode_image(data, name: str) -> Tensor:
 
     if isinstance(data, (bytes, bytearray)):
         data = io.BytesIO(data)
+    import warnings
+
     try:
-        with Image.open(data) as im:
+        with warnings.catch_warnings():  # the pixel limit below is zoo's own; Pillow's warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(data)
+        with im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
                 raise ValueError(
