@@ -472,6 +472,12 @@ def prepare_images(x, *, name: str, multiple_of: int | None = None, size: tuple[
     return x.float()
 
 
+# Tensors a little over full scale pass (lossy decoders, resamplers and test noise overshoot [-1, 1]);
+# audio scaled like integers, or otherwise far outside [-1, 1], is refused. Float files are held to
+# [-1, 1] exactly when they are read (zoo.media.audio.decode_audio).
+AUDIO_PEAK_LIMIT = 2.0
+
+
 def prepare_audio(
     x,
     *,
@@ -507,9 +513,9 @@ def prepare_audio(
         raise TypeError(f"{name} expects float audio in [-1, 1]; got {x.dtype}. Divide int16 PCM by 32768.")
     check_finite(x, f"{name} input audio")
     peak = float(x.abs().max())
-    if peak > 1 + 1e-3:
+    if peak > AUDIO_PEAK_LIMIT:
         raise ValueError(f"{name} expects audio in [-1, 1]; got a peak of {peak:.4g}. Normalise it first, "
-                         f"e.g. x / x.abs().max().")
+                         f"e.g. x / x.abs().max() (int16 PCM: x / 32768).")
     if x.shape[1] != channels:
         if mono and channels == 1:
             x = x.mean(1, keepdim=True)

@@ -49,8 +49,8 @@ def test_8_bit_images_read_as_before(tmp_path):
     assert torch.equal(media.load_image(gray)[1], torch.from_numpy(arr[..., 0]).float() / 255.0)
 
 
-@pytest.mark.parametrize("peak", [1.5, 40000.0])
-def test_audio_outside_minus_one_one_is_refused(peak):
+@pytest.mark.parametrize("peak", [2.5, 40000.0])
+def test_audio_far_outside_minus_one_one_is_refused(peak):
     import zoo
 
     tok = zoo.load(AUDIO_MODEL)
@@ -62,11 +62,20 @@ def test_audio_outside_minus_one_one_is_refused(peak):
     assert tok.encode(x, sample_rate=24000).ids.shape[0] == 1
 
 
-def test_loud_float_wav_is_refused_by_file_name(tmp_path, capsys):
-    wav(tmp_path / "data" / "loud.wav", peak=1.7)
+@pytest.mark.parametrize("peak", [1.01, 1.7, 300.0])
+def test_loud_float_wav_is_refused_by_file_name(tmp_path, capsys, peak):
+    wav(tmp_path / "data" / "loud.wav", peak=peak)
+    wav(tmp_path / "data" / "full_scale.wav", peak=1.0)
+    with pytest.raises(ValueError, match=r"loud\.wav holds float samples up to .*; zoo reads audio in \[-1, 1\]"):
+        media.load_audio(tmp_path / "data" / "loud.wav")
     rc = cli.main(["reconstruct", AUDIO_MODEL, str(tmp_path / "data"), "--out", str(tmp_path / "out"), "-q"])
     assert rc == 1 and "loud.wav" in capsys.readouterr().err
-    assert files_under(tmp_path / "out") == []
+    assert files_under(tmp_path / "out") == ["full_scale.wav"]
+
+
+def test_pcm_wav_at_full_scale_reads(tmp_path):
+    x, _ = media.load_audio(wav(tmp_path / "pcm.wav", peak=1.0, subtype="PCM_16"))
+    assert float(x.abs().max()) <= 1.0
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])

@@ -53,12 +53,19 @@ def decode_audio(data: bytes, name: str) -> tuple[Tensor, int]:
         with sf.SoundFile(io.BytesIO(data)) as f:
             check_sample_rate(f.samplerate, name)
             arr = f.read(dtype="float32", always_2d=True)  # [T, C]
-            sr = f.samplerate
+            sr, subtype = f.samplerate, f.subtype
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         reason = getattr(e, "error_string", None) or str(e)
         raise ValueError(f"Could not read {name} as audio ({reason}); accepted: {AUDIO_FORMATS}.") from e
     if arr.shape[0] == 0:
         raise ValueError(f"{name} holds no audio samples.")
+    if subtype in ("FLOAT", "DOUBLE"):  # integer PCM is in [-1, 1] by construction; float files may hold anything
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} holds NaN or infinite samples; zoo reads audio in [-1, 1].")
+        peak = float(np.abs(arr).max())
+        if peak > 1 + 1e-3:
+            raise ValueError(f"{name} holds float samples up to {peak:.4g}; zoo reads audio in [-1, 1]. "
+                             f"Normalise the file first.")
     return torch.from_numpy(np.ascontiguousarray(arr.T)), int(sr)
 
 
