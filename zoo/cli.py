@@ -253,10 +253,10 @@ def cmd_encode(args) -> int:
                 t = tokens[i]
                 t.meta["source"] = key
                 try:
-                    t.save(o.with_suffix(".tokens"))
+                    t.save(o.with_name(o.name + ".tokens"))
                 except OSError as e:
                     _fatal_write_error(e, o)
-                    failed.append(f"{key}: could not write {o.with_suffix('.tokens')} ({e.strerror or e})")
+                    failed.append(f"{key}: could not write {o.name}.tokens ({e.strerror or e})")
             return failed
 
         return _run_over_files(args, work)

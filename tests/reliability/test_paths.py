@@ -133,3 +133,16 @@ def test_decode_never_overwrites_an_output_it_wrote(toy_registry, tmp_path, caps
     assert rc == 1
     assert "already written" in capsys.readouterr().err
     assert files_under(tmp_path / "out") == ["x.png"]
+
+
+def test_dotted_names_keep_distinct_outputs(toy_registry, tmp_path):
+    """`take.v1.png` and `take.v2.png` write `take.v1.*` and `take.v2.*`, not both `take.*`."""
+    model = toy_folder(tmp_path)
+    png(tmp_path / "data" / "take.v1.png", seed=1)
+    png(tmp_path / "data" / "take.v2.png", seed=2)
+    assert cli.main(["reconstruct", str(model), str(tmp_path / "data"), "--out", str(tmp_path / "rec"), "-q"]) == 0
+    assert files_under(tmp_path / "rec") == ["take.v1.png", "take.v2.png"]
+    assert cli.main(["encode", str(model), str(tmp_path / "data"), "--out", str(tmp_path / "tok"), "-q", "--per-file"]) == 0
+    assert files_under(tmp_path / "tok") == ["take.v1.tokens", "take.v2.tokens"]
+    assert cli.main(["decode", str(model), str(tmp_path / "tok"), "--out", str(tmp_path / "dec"), "-q"]) == 0
+    assert files_under(tmp_path / "dec") == ["take.v1.png", "take.v2.png"]

@@ -8,8 +8,10 @@ and metadata: format, format_version, layout, family, variant, keys (JSON list o
 metas (JSON list of each item's Tokens.meta).
 
 Items are listed in a fixed order, cut into shards of `shard_size`, and shard i goes to rank
-i % world_size, so many processes (torchrun) split a dataset without overlap. A shard that exists is
-finished (it was renamed into place whole), so a re-run skips it.
+i % world_size, so many processes (torchrun) split a dataset without overlap. A shard is renamed into
+place whole; a re-run keeps a shard that holds all its items (their files unchanged) and redoes the
+others, after checking `manifest.json` (model, options, item list) and taking a per-rank lock.
+Every output path is checked to lie inside the output folder (`output_path`).
 """
 
 from __future__ import annotations
@@ -121,8 +123,17 @@ def _unsafe_key(key: str) -> str | None:
     return None
 
 
+def _stem_of(key: str) -> str:
+    """A key without its media suffix (`sub/a.wav` -> `sub/a`); other dots stay (`take.v1` is kept whole)."""
+    from zoo.media import SUFFIXES
+
+    rel = Path(key)
+    media_suffixes = {x for v in SUFFIXES.values() for x in v}
+    return (rel.with_suffix("") if rel.suffix.lower() in media_suffixes else rel).as_posix()
+
+
 def output_path(out_dir: str | os.PathLike, key: str) -> Path:
-    """The output base (no suffix) for item `key` under `out_dir`: `out_dir/<key without its suffix>`.
+    """The output base (no suffix) for item `key` under `out_dir`: `out_dir/<key without its media suffix>`.
 
     Refuses (ValueError) keys that are absolute, hold `..`, or resolve outside `out_dir` (through a
     symbolic link), so that no tar member, shard key or token file writes outside the output folder.
@@ -131,8 +142,7 @@ def output_path(out_dir: str | os.PathLike, key: str) -> Path:
     bad = _unsafe_key(key)
     if bad:
         raise ValueError(f"The item key {key!r} {bad}; refused: keys must be relative paths inside the output folder.")
-    rel = Path(key)
-    base = out_dir / (rel.with_suffix("") if rel.suffix else rel)
+    base = out_dir / _stem_of(key)
     root = out_dir.resolve()
     if not base.resolve().is_relative_to(root):
         raise ValueError(f"The item key {key!r} resolves to {base.resolve()}, outside the output folder {root}; refused.")
@@ -172,8 +182,7 @@ def output_collisions(keys: list[str]) -> list[str]:
     for k in keys:
         if _unsafe_key(k):
             continue
-        rel = Path(k)
-        base = (rel.with_suffix("") if rel.suffix else rel).as_posix()
+        base = _stem_of(k)
         if base in seen:
             clashes.append(f"{seen[base]} and {k} would both write {base}.*")
         else:
