@@ -101,6 +101,17 @@ class Tokens:
                 raise ValueError(
                     f"Tokens.lengths has {self.lengths.numel()} entries for a batch of {self.ids.shape[0]}."
                 )
+            axis = _SEQ_AXIS[self.layout]
+            if axis is not None and self.ids.dim() > axis and self.lengths.numel():
+                n = self.ids.shape[axis]
+                lo, hi = int(self.lengths.min()), int(self.lengths.max())
+                if lo < 0 or hi > n:
+                    raise ValueError(
+                        f"Tokens.lengths must lie in [0, {n}] (the {self.layout} sequence axis holds {n}); got "
+                        f"lengths in [{lo}, {hi}]."
+                    )
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"Tokens.meta must be a dict; got {type(self.meta).__name__}.")
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -217,17 +228,27 @@ class Tokens:
             raise ValueError(f"{path} is not a readable zoo tokens file ({e}).") from e
         if metadata.get("format") != TOKENS_FORMAT:
             raise ValueError(f"{path} is a safetensors file but not a zoo tokens file (no format={TOKENS_FORMAT!r}).")
-        version = int(metadata.get("format_version", "0"))
+        try:
+            version = int(metadata.get("format_version", "0"))
+        except ValueError:
+            raise ValueError(f"{path} is a damaged zoo tokens file: format_version {metadata.get('format_version')!r} "
+                             f"is not a number.") from None
         if version > TOKENS_FORMAT_VERSION:
             raise ValueError(
                 f"{path} has tokens format version {version}; this zoo reads up to {TOKENS_FORMAT_VERSION}. Upgrade zoo."
             )
-        return cls(
-            ids=tensors["ids"],
-            layout=metadata["layout"],
-            lengths=tensors.get("lengths"),
-            meta=json.loads(metadata.get("meta", "{}")),
-        )
+        if "ids" not in tensors:
+            raise ValueError(f"{path} is a damaged zoo tokens file: it holds no 'ids' tensor (tensors: {sorted(tensors)}).")
+        try:
+            meta = json.loads(metadata.get("meta", "{}"))
+        except ValueError as e:
+            raise ValueError(f"{path} is a damaged zoo tokens file: its meta is not JSON ({e}).") from e
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path} is a damaged zoo tokens file: its meta is a {type(meta).__name__}, not an object.")
+        try:
+            return cls(ids=tensors["ids"], layout=metadata.get("layout", "1d"), lengths=tensors.get("lengths"), meta=meta)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path} is a damaged zoo tokens file: {e}") from e
 
 
 @dataclass
@@ -411,6 +432,17 @@ class Tokenizer(nn.Module):
         fam = tokens.meta.get("family")
         if fam and fam != self.family:
             raise ValueError(f"These tokens were made by a {fam!r} tokenizer; this is {self.family!r}.")
+        variant = tokens.meta.get("variant")
+        if fam and variant and self.variant and variant != self.variant:
+            raise ValueError(
+                f"These tokens were made by {variant!r}; this model is {self.variant!r}. Decode them with {variant!r} "
+                f"(variants of one family differ in codebook, rate or size)."
+            )
+        for key in ("sample_rate", "hop_length"):  # facts of the model that the tokens record
+            want, got = getattr(self, key, None), tokens.meta.get(key)
+            if fam and isinstance(want, int) and got is not None and got != want:
+                raise ValueError(f"These tokens record {key}={got!r}; this {self.family} model has {key}={want}. "
+                                 f"They were made by another model.")
         if tokens.ids.numel() == 0:
             raise ValueError("Cannot decode empty tokens (no ids).")
         lo, hi = int(tokens.ids.min()), int(tokens.ids.max())
@@ -538,6 +570,12 @@ def pad_clips(clips, lengths, *, name: str) -> tuple[Tensor, list[int]]:
     return batch, lens
 
 
+# Tensors a little over full scale pass (lossy decoders, resamplers and test noise overshoot [-1, 1]);
+# audio scaled like integers, or otherwise far outside [-1, 1], is refused. Float files are held to
+# [-1, 1] exactly when they are read (zoo.media.audio.decode_audio).
+AUDIO_PEAK_LIMIT = 2.0
+
+
 def prepare_audio(
     x,
     *,
@@ -558,6 +596,9 @@ def prepare_audio(
         )
     if sample_rate is None:
         raise ValueError(f"{name}.encode needs sample_rate= (the model runs at {model_rate} Hz; other rates are resampled).")
+    from zoo.media.audio import check_sample_rate
+
+    sample_rate = check_sample_rate(sample_rate, f"{name}.encode input")
     if x.dim() == 1:
         raise ValueError(f"{name} expects audio [B, C, T]; got a 1D tensor of shape {list(x.shape)}. Use x[None, None].")
     if x.dim() == 2:
@@ -569,6 +610,10 @@ def prepare_audio(
     if not x.is_floating_point():
         raise TypeError(f"{name} expects float audio in [-1, 1]; got {x.dtype}. Divide int16 PCM by 32768.")
     check_finite(x, f"{name} input audio")
+    peak = float(x.abs().max())
+    if peak > AUDIO_PEAK_LIMIT:
+        raise ValueError(f"{name} expects audio in [-1, 1]; got a peak of {peak:.4g}. Normalise it first, "
+                         f"e.g. x / x.abs().max() (int16 PCM: x / 32768).")
     if x.shape[1] != channels:
         if mono and channels == 1:
             x = x.mean(1, keepdim=True)

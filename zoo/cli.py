@@ -34,6 +34,11 @@ def _parse_options(pairs: list[str] | None) -> dict:
         if "=" not in pair:
             raise SystemExit(f"zoo: --option takes KEY=VALUE; got {pair!r}.")
         k, v = pair.split("=", 1)
+        if not k.isidentifier():
+            raise SystemExit(f"zoo: an option name must be a Python identifier (KEY=VALUE, e.g. num_tokens=32); "
+                             f"got {k!r} in {pair!r}.")
+        if k in opts:
+            raise SystemExit(f"zoo: the option {k!r} is given twice; give it once.")
         try:
             opts[k] = json.loads(v)
         except json.JSONDecodeError:
@@ -68,8 +73,30 @@ def _load(name: str, args=None):
 def _write_media(tok, recon, out_base: Path, tokens=None) -> Path:
     from zoo import media
 
-    sr = (tokens.meta.get("sample_rate") if tokens is not None else None) or getattr(tok, "sample_rate", None)
+    # the rate of the decoded audio is the model's (never the tokens' metadata, which a file can say anything in)
+    sr = getattr(tok, "output_sample_rate", None) or getattr(tok, "sample_rate", None)
     return media.save_media(out_base, recon.cpu() if hasattr(recon, "cpu") else recon, tok.modality, sample_rate=sr)
+
+
+_FATAL_ERRNOS = {"ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM"}
+
+
+def _fatal_write_error(e: BaseException, where) -> None:
+    """A full disk or a read-only / forbidden output stops the run with a sentence (every later item would fail too)."""
+    import errno
+
+    if isinstance(e, OSError) and errno.errorcode.get(e.errno or 0) in _FATAL_ERRNOS:
+        raise SystemExit(f"zoo: cannot write {e.filename or where} ({e.strerror}); free space or give a writable --out. "
+                         f"Files written so far are complete.")
+
+
+def _out_dir(out, inputs=()) -> Path:
+    from zoo import pipelines
+
+    try:
+        return pipelines.prepare_out_dir(out, inputs)
+    except ValueError as e:
+        raise SystemExit(f"zoo: {e}")
 
 
 def _run_over_files(args, work) -> int:
@@ -89,21 +116,35 @@ def _run_over_files(args, work) -> int:
         raise SystemExit(f"zoo: {e}")
     if not items:
         raise SystemExit(f"zoo: no {tok.modality} files ({', '.join(SUFFIXES[tok.modality])}) in {' '.join(args.inputs)}")
-    out = Path(args.out)
-    failures = []
-    stream = pipelines.iter_media(items, tok.modality, num_workers=args.num_workers, mono=args.mono,
+    out = _out_dir(args.out, args.inputs)
+    clashes = pipelines.output_collisions([i.key for i in items])
+    if clashes:
+        raise SystemExit(f"zoo: {len(clashes)} pair(s) of inputs would write the same output: {'; '.join(clashes[:5])}. "
+                         f"Rename one of each pair or run them into different --out folders.")
+    failures, bases = [], {}
+    for i, item in enumerate(items):
+        try:
+            bases[i] = pipelines.output_path(out, item.key)
+        except ValueError as e:
+            failures.append(f"{item.key}: {e}")
+    todo = [items[i] for i in sorted(bases)]
+    todo_bases = [bases[i] for i in sorted(bases)]
+    stream = pipelines.iter_media(todo, tok.modality, num_workers=args.num_workers, mono=args.mono,
                                   size=getattr(tok, "input_size", None), tokenizer=tok)
     bar = tqdm(total=len(items), unit="item", disable=args.quiet)
     with torch.inference_mode():
         for batch in pipelines.batched(stream, args.batch_size):
-            keys = [items[b[0]].key for b in batch]
             if batch[0][3] is not None:
                 failures.append(batch[0][3])
             else:
-                try:
-                    work(tok, torch.cat([b[1] for b in batch]), batch[0][2], keys, [out / Path(k).with_suffix("") for k in keys])
-                except ValueError as e:
-                    failures += [f"{k}: {e}" for k in keys]
+                for part, res, err in pipelines.run_split(
+                        lambda part: work(tok, torch.cat([b[1] for b in part]), part[0][2],
+                                          [todo[b[0]].key for b in part], [todo_bases[b[0]] for b in part]), batch):
+                    if err is not None:
+                        _fatal_write_error(err, out)
+                        failures += [f"{todo[b[0]].key}: {pipelines.describe_error(err)}" for b in part]
+                    else:
+                        failures += res or []  # per-item failures after the batch ran (a write, a metric)
             if failures and args.strict:
                 raise SystemExit(f"zoo: {failures[0]}")
             bar.update(len(batch))
@@ -113,9 +154,9 @@ def _run_over_files(args, work) -> int:
 
 def _report(failures, total) -> int:
     if failures:
-        print(f"zoo: {len(failures)} of {total} item(s) failed:", file=sys.stderr)
         for f in failures:
             print(f"  {f}", file=sys.stderr)
+        print(f"zoo: {len(failures)} of {total} item(s) failed (listed above); the others were written.", file=sys.stderr)
         return 1
     return 0
 
@@ -138,6 +179,9 @@ def _check_encode_kwargs(tok, kw: dict) -> None:
     """Refuse, by name, encode() options this model's encode does not take (instead of a TypeError per batch)."""
     import inspect
 
+    supplied = sorted(set(kw) & {"sample_rate"}) if tok.modality == "audio" else []
+    if supplied:
+        raise SystemExit(f"zoo: -o {supplied[0]} is read from each file's header; remove the option.")
     params = inspect.signature(tok.encode).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
@@ -223,10 +267,16 @@ def cmd_encode(args) -> int:
 
         def work(tok, x, kw, keys, outs):
             tokens = tok.encode(x, **kw, **kw_extra)
+            failed = []
             for i, (key, o) in enumerate(zip(keys, outs)):
                 t = tokens[i]
                 t.meta["source"] = key
-                t.save(o.with_suffix(".tokens"))
+                try:
+                    t.save(o.with_name(o.name + ".tokens"))
+                except OSError as e:
+                    _fatal_write_error(e, o)
+                    failed.append(f"{key}: could not write {o.name}.tokens ({e.strerror or e})")
+            return failed
 
         return _run_over_files(args, work)
 
@@ -235,6 +285,7 @@ def cmd_encode(args) -> int:
     tok = _load(args.name, args)
     _check_encode_kwargs(tok, kw_extra)
     rank, world = _dist_env()
+    _out_dir(args.out, args.inputs)
     try:
         s = pipelines.encode_dataset(
             tok, args.inputs, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
@@ -243,6 +294,9 @@ def cmd_encode(args) -> int:
         )
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"zoo: {e}")
+    except OSError as e:
+        _fatal_write_error(e, args.out)
+        raise
     print(f"rank {rank}/{world}: {s.items_encoded} item(s) encoded into {s.shards_written} shard(s), "
           f"{s.shards_skipped} finished shard(s) skipped, {len(s.failures)} failure(s)")
     return _report(s.failures, s.items_encoded + len(s.failures))
@@ -261,21 +315,34 @@ def cmd_reconstruct(args) -> int:
         tokens = tok.encode(x, **kw, **enc_kw).to("cpu")
         recon = tok.decode(tokens, **dec_kw)
         recon = recon.cpu() if hasattr(recon, "cpu") else recon  # metrics and files on the CPU
+        failed = []
         for i, (p, o) in enumerate(zip(paths, outs)):
-            written = _write_media(tok, recon[i], o, tokens[i])
+            try:
+                written = _write_media(tok, recon[i], o, tokens[i])
+            except (OSError, ValueError) as e:
+                _fatal_write_error(e, o)
+                failed.append(f"{p}: could not write its reconstruction ({e})")
+                continue
             row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].unpadded()[0].numel())}  # lengths
             if args.metrics:
-                if tok.modality == "image":
-                    row["psnr_db"] = round(float(metrics.psnr(recon[i : i + 1].clamp(0, 1), x[i : i + 1])), 3)
-                elif tok.modality == "audio":
-                    ref = prepare_audio(x[i : i + 1], name="zoo", sample_rate=kw["sample_rate"], model_rate=tok.sample_rate,
-                                        channels=x.shape[1])
-                    est = recon[i : i + 1][..., : ref.shape[-1]]
-                    ref = ref[..., : est.shape[-1]].mean(1, keepdim=True)
-                    row["si_sdr_db"] = round(float(metrics.si_sdr(est, ref)), 3)
-                    row["mel_distance"] = round(float(metrics.mel_distance(est, ref, tok.sample_rate)), 4)
+                try:
+                    if tok.modality == "image":
+                        row["psnr_db"] = round(float(metrics.psnr(recon[i : i + 1].clamp(0, 1), x[i : i + 1])), 3)
+                    elif tok.modality == "audio":
+                        ref = prepare_audio(x[i : i + 1], name="zoo", sample_rate=kw["sample_rate"],
+                                            model_rate=tok.sample_rate, channels=x.shape[1])
+                        est = recon[i : i + 1][..., : ref.shape[-1]]
+                        ref = ref[..., : est.shape[-1]].mean(1, keepdim=True)
+                        row["si_sdr_db"] = round(float(metrics.si_sdr(est, ref)), 3)
+                        row["mel_distance"] = round(float(metrics.mel_distance(est, ref, tok.sample_rate)), 4)
+                except Exception as e:  # noqa: BLE001 - the reconstruction is written; its metrics are reported missing
+                    from zoo.pipelines import describe_error
+
+                    row["metrics_error"] = describe_error(e)
+                    failed.append(f"{p}: reconstruction written, metrics not computed: {describe_error(e)}")
             results.append(row)
             print(json.dumps(row))
+        return failed
 
     rc = _run_over_files(args, work)
     if args.metrics and results:
@@ -292,24 +359,47 @@ def cmd_decode(args) -> int:
     from zoo import pipelines
 
     tok = _load(args.name, args)
-    out = Path(args.out)
     dec_kw = _decode_kwargs(args)
-    failures, n = [], 0
+    try:
+        files = list(pipelines.iter_token_files(args.inputs))
+    except FileNotFoundError as e:
+        raise SystemExit(f"zoo: {e}")
+    out = _out_dir(args.out)
+    failures, n, total, written = [], 0, 0, {}
+
+    def fail(msg):
+        if args.strict:
+            raise SystemExit(f"zoo: {msg}")
+        failures.append(msg)
+
     with torch.inference_mode():
-        try:
-            records = list(pipelines.iter_tokens(args.inputs))
-        except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"zoo: {e}")
-        for key, tokens in tqdm(records, unit="item", disable=args.quiet):
-            try:
-                recon = tok.decode(tokens, **dec_kw)
-                _write_media(tok, recon[0], out / Path(key).with_suffix(""), tokens)
-                n += 1
-            except ValueError as e:
-                if args.strict:
-                    raise SystemExit(f"zoo: {key}: {e}")
-                failures.append(f"{key}: {e}")
-    return _report(failures, len(records))
+        for f, folder in tqdm(files, unit="file", disable=args.quiet):
+            try:  # one damaged file is reported by name; the others are decoded
+                records = pipelines.read_token_file(f, folder)
+            except (ValueError, OSError) as e:
+                total += 1
+                fail(f"{f}: {pipelines.describe_error(e)}")
+                continue
+            for key, tokens in records:
+                total += 1
+                try:
+                    if not tokens.meta.get("family"):
+                        raise ValueError(f"the tokens in {f.name} carry no family in their metadata, so nothing says "
+                                         f"which model made them; zoo decode reads files written by zoo encode.")
+                    base = pipelines.output_path(out, key)
+                    if base in written:
+                        raise ValueError(f"its output {base}.* was already written for {written[base]} (same key); "
+                                         f"not overwritten.")
+                    recon = tok.decode(tokens, **dec_kw)
+                    _write_media(tok, recon[0], base, tokens)
+                    written[base] = f"{key} in {f.name}"
+                    n += 1
+                except Exception as e:  # noqa: BLE001 - reported by key and file; the run goes on
+                    _fatal_write_error(e, out)
+                    fail(f"{key} ({f}): {pipelines.describe_error(e)}")
+    if total == 0:
+        raise SystemExit(f"zoo: no .tokens or token shard files in {' '.join(args.inputs)}.")
+    return _report(failures, total)
 
 
 def cmd_convert(args) -> int:
@@ -349,7 +439,10 @@ def cmd_eval(args) -> int:
     if len(args.args) < 2:
         raise SystemExit("zoo eval takes one or more model names, then the data: zoo eval NAME [NAME ...] DATA --report DIR")
     names, data = args.args[:-1], args.args[-1]
+    if args.max_items < 1 or args.samples < 0:
+        raise SystemExit("zoo: --max-items must be at least 1 and --samples at least 0.")
     toks = {n: _load(n, args) for n in names}
+    _out_dir(args.report, [data] if Path(data).exists() else [])
     try:
         result = evaluate(toks, [data], args.report, max_items=args.max_items, samples=args.samples,
                           rfid=not args.no_rfid, progress=not args.quiet)
@@ -360,7 +453,7 @@ def cmd_eval(args) -> int:
     for u in result["unavailable"]:
         print(f"not measured: {u}", file=sys.stderr)
     print(f"wrote {Path(args.report) / 'report.html'}")
-    return 0
+    return _report(result.get("failures", []), len(result["items"]) * len(toks))
 
 
 def cmd_bench(args) -> int:
@@ -515,7 +608,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
         raise SystemExit("zoo: --batch-size must be at least 1.")
-    return int(args.fn(args) or 0)
+    for flag in ("num_workers", "shard_size", "num_tokens", "steps"):
+        least = 0 if flag == "num_workers" else 1
+        v = getattr(args, flag, None)
+        if v is not None and v < least:
+            raise SystemExit(f"zoo: --{flag.replace('_', '-')} must be at least {least}; got {v}.")
+    try:
+        return int(args.fn(args) or 0)
+    except OSError as e:  # a full disk, a read-only folder: a sentence, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        raise SystemExit(f"zoo: {e.strerror or e}{where}.") from e
 
 
 if __name__ == "__main__":

@@ -255,10 +255,11 @@ def load_folder(directory: str | os.PathLike) -> Tokenizer:
         raise ValueError(f"{cfg_path} has format_version {data['format_version']}; this zoo reads up to {CONFIG_FORMAT_VERSION}.")
     spec = registry.family(data["family"])
     cfg = spec.tokenizer.config_from_dict(data["config"])
-    model = spec.tokenizer(cfg)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME}.")
+    _check_config_fits_weights(spec, cfg, weights)
+    model = spec.tokenizer(cfg)
     try:
         state = load_file(str(weights))
     except Exception as e:
@@ -266,6 +267,39 @@ def load_folder(directory: str | os.PathLike) -> Tokenizer:
     load_state_dict_strict(model, state, source=str(weights))
     model.variant = data.get("variant")
     return model.float().eval()
+
+
+# Memory a config may ask for beyond its weights (non-persistent buffers such as windows and filterbanks).
+MAX_EXTRA_ELEMENTS = 2**28
+
+
+class _Shaped:
+    def __init__(self, shape):
+        self.shape = torch.Size(shape)
+
+
+def _check_config_fits_weights(spec, cfg, weights: Path) -> None:
+    """Build the model on the meta device (no memory) and compare it with the weights file's header, so a
+    config with an absurd size is refused before anything is allocated. Families whose constructor cannot
+    run on the meta device are left to the strict load that follows."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: _Shaped(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{weights} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
+    try:
+        with torch.device("meta"):
+            probe = spec.tokenizer(cfg)
+    except Exception:  # noqa: BLE001 - not meta-constructible: the strict load below still checks every shape
+        return
+    check_state_dict(probe, header, source=str(weights))
+    state = sum(v.numel() for v in probe.state_dict().values())
+    total = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    if total - state > MAX_EXTRA_ELEMENTS:
+        raise ValueError(f"The config of {weights.parent} would allocate {total - state:,} values beyond its weights "
+                         f"(over {MAX_EXTRA_ELEMENTS:,}); the config is likely damaged.")
 
 
 # ----------------------------------------------------------------------------------------------

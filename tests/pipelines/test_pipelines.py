@@ -96,7 +96,8 @@ def test_killed_run_resumes_to_identical_output(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(type(toy), "encode", dying)
     with pytest.raises(KeyboardInterrupt):
         pipelines.encode_dataset(toy, [data], tmp_path / "out", shard_size=2, batch_size=1, progress=False)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shard-000000.safetensors"]  # nothing half-written
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())  # nothing half-written: no temp file, no partial shard
+    assert names == [".zoo-lock-rank0", "manifest.json", "shard-000000.safetensors"]
     monkeypatch.setattr(type(toy), "encode", real)
     s = pipelines.encode_dataset(toy, [data], tmp_path / "out", shard_size=2, batch_size=1, progress=False)
     assert (s.shards_skipped, s.shards_written) == (1, 2)

@@ -405,7 +405,7 @@ def test_bad_clip_list(model):
         model.encode([torch.zeros(1, 4800)], sample_rate=SR, lengths=[4800])
     with pytest.raises(ValueError, match="channel counts"):
         model.encode([torch.zeros(1, 4800), torch.zeros(2, 4800)], sample_rate=SR)
-    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"lengths must lie in \[[01], 2\]"):
         model.decode(Tokens(ids=torch.zeros(1, 2, dtype=torch.long), lengths=[3], meta={"family": "wavtokenizer"}))
 
 

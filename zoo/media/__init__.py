@@ -15,16 +15,17 @@ SUFFIXES = {"audio": AUDIO_SUFFIXES, "image": IMAGE_SUFFIXES, "3d": MESH_SUFFIXE
 
 
 def save_media(out_base, x, modality: str, sample_rate: int | None = None):
-    """Write one decoded item beside `out_base` with the modality's suffix (.wav / .png)."""
+    """Write one decoded item at `out_base` plus the modality's suffix (.wav / .png / .ply), appended, so a
+    base like `take.v1` writes `take.v1.wav` (not `take.wav`, which `take.v2` would also write)."""
     from pathlib import Path
 
     out_base = Path(out_base)
     if modality == "audio":
         if sample_rate is None:
             raise ValueError("save_media needs sample_rate= for audio")
-        return save_audio(out_base.with_suffix(".wav"), x.reshape(-1, x.shape[-1]), sample_rate)
+        return save_audio(out_base.with_name(out_base.name + ".wav"), x.reshape(-1, x.shape[-1]), sample_rate)
     if modality == "image":
-        return save_image(out_base.with_suffix(".png"), x)
+        return save_image(out_base.with_name(out_base.name + ".png"), x)
     if modality == "3d":
         from zoo.media import mesh
 

@@ -12,20 +12,83 @@ from torch import Tensor
 from zoo.api import atomic_write
 
 
+# Sample rates zoo accepts from a file or a caller: a header declaring 1 Hz would make resampling to
+# the model's rate allocate thousands of times the file's size.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+AUDIO_FORMATS = "WAV, FLAC, OGG/Vorbis, MP3, AIFF"
+
+
+def check_sample_rate(sample_rate, what: str = "audio") -> int:
+    """A sample rate as an int in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], else a ValueError naming `what`."""
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float))
+            or not np.isfinite(sample_rate) or sample_rate != int(sample_rate)):
+        raise ValueError(f"{what}: the sample rate must be a whole number of Hz; got {sample_rate!r}.")
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"{what} has a sample rate of {int(sample_rate)} Hz; zoo accepts {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz."
+        )
+    return int(sample_rate)
+
+
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
     """Read an audio file -> (audio [C, T] float32 in [-1, 1], sample_rate)."""
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No audio file at {path}.")
+    return decode_audio(path.read_bytes(), str(path))
+
+
+def decode_audio(data: bytes, name: str) -> tuple[Tensor, int]:
+    """Audio file bytes -> (audio [C, T] float32, sample_rate); errors name `name`.
+
+    Refused: unreadable data, no samples, a sample rate outside [1 kHz, 384 kHz], and a WAV whose
+    header declares more sample bytes than the file holds (truncated), which libsndfile reads in part.
+    """
+    import io
+
+    import soundfile as sf
+
+    _check_wav_complete(data, name)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
-    except Exception as e:
-        raise ValueError(f"Could not read {path} as audio ({e}); accepted: WAV, FLAC, OGG/Vorbis, MP3, AIFF.") from e
-    if data.shape[0] == 0:
-        raise ValueError(f"{path} holds no audio samples.")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            check_sample_rate(f.samplerate, name)
+            arr = f.read(dtype="float32", always_2d=True)  # [T, C]
+            sr, subtype = f.samplerate, f.subtype
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        reason = getattr(e, "error_string", None) or str(e)
+        raise ValueError(f"Could not read {name} as audio ({reason}); accepted: {AUDIO_FORMATS}.") from e
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} holds no audio samples.")
+    if subtype in ("FLOAT", "DOUBLE"):  # integer PCM is in [-1, 1] by construction; float files may hold anything
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} holds NaN or infinite samples; zoo reads audio in [-1, 1].")
+        peak = float(np.abs(arr).max())
+        if peak > 1 + 1e-3:
+            raise ValueError(f"{name} holds float samples up to {peak:.4g}; zoo reads audio in [-1, 1]. "
+                             f"Normalise the file first.")
+    return torch.from_numpy(np.ascontiguousarray(arr.T)), int(sr)
+
+
+def _check_wav_complete(data: bytes, name: str) -> None:
+    """Refuse a RIFF/WAVE file whose `data` chunk declares more bytes than follow it."""
+    import struct
+
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return
+    end = "<" if data[:4] == b"RIFF" else ">"
+    pos = 12
+    while pos + 8 <= len(data):
+        cid = data[pos : pos + 4]
+        (size,) = struct.unpack(end + "I", data[pos + 4 : pos + 8])
+        if cid == b"data":
+            have = len(data) - pos - 8
+            if size not in (0, 0xFFFFFFFF) and size > have:  # 0 / 0xFFFFFFFF: streamed, size unknown
+                raise ValueError(
+                    f"{name} is a truncated WAV: its header declares {size} bytes of samples but the file holds {have}."
+                )
+            return
+        pos += 8 + size + (size & 1)
+    return
 
 
 def save_audio(path: str | os.PathLike, audio: Tensor, sample_rate: int, subtype: str | None = None) -> Path:
@@ -40,6 +103,7 @@ def save_audio(path: str | os.PathLike, audio: Tensor, sample_rate: int, subtype
         raise ValueError(f"save_audio takes [C, T] or [T]; got shape {list(audio.shape)}.")
     data = a.clamp(-1, 1).numpy().T
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    sample_rate = check_sample_rate(sample_rate, f"save_audio({path.name})")
     if fmt is None:
         raise ValueError(f"save_audio writes .wav, .flac or .ogg; got {path.suffix!r}.")
     return atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), format=fmt, subtype=subtype))

@@ -186,7 +186,7 @@ def save_decoded(out_base: str | os.PathLike, decoded, level: float = 0.5) -> Pa
         if isinstance(g, Tensor) and g.dim() == 4 and g.shape[0] == 1:
             g = g[0]
         mesh = marching_cubes(g, level=level)
-    return save_mesh(out_base.with_suffix(".ply"), mesh)
+    return save_mesh(out_base.with_name(out_base.name + ".ply"), mesh)  # appended: `a.v1` -> `a.v1.ply`
 
 
 __all__ = [

@@ -40,6 +40,9 @@ def mel_distance(estimate: Tensor, reference: Tensor, sample_rate: int, n_mels: 
     from zoo.media.audio import mel_spectrogram
 
     _check(estimate, reference, "mel_distance")
+    if reference.shape[-1] <= 512:  # centred frames of n_fft 1024 reflect-pad 512 samples each side
+        raise ValueError(f"mel_distance needs clips of more than 512 samples (n_fft 1024); got {reference.shape[-1]} "
+                         f"samples ({reference.shape[-1] / sample_rate * 1000:.1f} ms at {sample_rate} Hz).")
     a = mel_spectrogram(_flat(estimate), sample_rate, n_mels=n_mels, log=True, clip=1e-5)
     b = mel_spectrogram(_flat(reference), sample_rate, n_mels=n_mels, log=True, clip=1e-5)
     return (a - b).abs().flatten(1).mean(1)

@@ -121,42 +121,55 @@ def evaluate(
     result: dict = {"modality": modality, "items": [i.key for i in items], "tokenizers": {}, "baselines": {}}
     sample_rows: list[dict] = []
 
+    failures: list[str] = []
     for name, tok in tokenizers.items():
         rows, curve_rows, originals, recons = [], {}, [], []
         size = getattr(tok, "input_size", None)
+        tokens_per_item = None
         for idx, item in enumerate(tqdm(items, desc=name, unit="item", disable=not progress)):
-            x, kw = read_item(item, modality, mono=True, size=size)
-            with torch.inference_mode():
-                tokens = tok.encode(x, **kw).to("cpu")
-                y = tok.decode(tokens)
-            y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
-            bits = tokens.ids[0].numel() * _bits_per_token(tok)
+            try:  # one bad item is reported by its key (and tokenizer); the others are measured
+                x, kw = read_item(item, modality, mono=True, size=size)
+                with torch.inference_mode():
+                    tokens = tok.encode(x, **kw).to("cpu")
+                    y = tok.decode(tokens)
+                y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
+                bits = tokens.ids[0].numel() * _bits_per_token(tok)
+                if modality == "image":
+                    m = _image_metrics(x, y, unavailable)
+                    m["bits"] = bits
+                    m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
+                else:
+                    from zoo.media.audio import resample
+
+                    sr = tok.sample_rate
+                    ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
+                    y = y[..., : ref.shape[-1]]
+                    m = _audio_metrics(ref, y, sr, unavailable)
+                    m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
+                curve_item = {}
+                for k in _token_counts(tok) or []:
+                    with torch.inference_mode():
+                        yk = tok.decode(tokens[:, :k]).cpu()
+                    mk = _image_metrics(x, yk, set()) if modality == "image" else {}
+                    mk["bits"] = k * _bits_per_token(tok)
+                    curve_item[k] = mk
+            except Exception as e:  # noqa: BLE001
+                from zoo.pipelines import describe_error
+
+                failures.append(f"{item.key} ({name}): {describe_error(e)}")
+                continue
+            rows.append(dict(m, item=item.key))
+            tokens_per_item = int(tokens.ids[0].numel())
             if modality == "image":
-                m = _image_metrics(x, y, unavailable)
-                m["bits"] = bits
-                m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
                 originals.append(x)
                 recons.append(y.clamp(0, 1))
-            else:
-                from zoo.media.audio import resample
-
-                sr = tok.sample_rate
-                ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
-                y = y[..., : ref.shape[-1]]
-                m = _audio_metrics(ref, y, sr, unavailable)
-                m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
-            rows.append(m)
-            for k in _token_counts(tok) or []:
-                with torch.inference_mode():
-                    yk = tok.decode(tokens[:, :k]).cpu()
-                mk = _image_metrics(x, yk, set()) if modality == "image" else {}
-                mk["bits"] = k * _bits_per_token(tok)
+            for k, mk in curve_item.items():
                 curve_rows.setdefault(k, []).append(mk)
             if idx < samples:
                 sample_rows.append(_write_sample(report_dir / "samples", name, item.key, idx, x, y, modality,
                                                  getattr(tok, "sample_rate", None), kw.get("sample_rate")))
         entry = {"per_item": rows, "mean": _mean(rows), "codebook_size": tok.codebook_size,
-                 "tokens_per_item": int(tokens.ids[0].numel())}
+                 "tokens_per_item": tokens_per_item}
         if curve_rows:
             entry["curve"] = [{"num_tokens": k, **_mean(v)} for k, v in sorted(curve_rows.items())]
         if modality == "image" and rfid and len(originals) >= 2:
@@ -176,13 +189,17 @@ def evaluate(
             for q in JPEG_QUALITIES:
                 pts = []
                 for item in items:
-                    x, _ = read_item(item, modality, size=getattr(next(iter(tokenizers.values())), "input_size", None))
+                    try:  # items that cannot be read are already listed under failures
+                        x, _ = read_item(item, modality, size=getattr(next(iter(tokenizers.values())), "input_size", None))
+                    except (ValueError, OSError):
+                        continue
                     n, y = _codec_point(x, fmt, q)
                     pts.append({"quality": q, "bits": 8 * n, "bpp": 8 * n / (x.shape[-1] * x.shape[-2]),
                                 "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))})
                 curve.append({"quality": q, **_mean(pts)})
             result["baselines"][fmt.lower()] = curve
     result["unavailable"] = sorted(unavailable)
+    result["failures"] = failures
     plots = _plots(result, report_dir)
     atomic_write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(report_dir / "report.html", _html(result, sample_rows, plots))
@@ -245,6 +262,8 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
             for fmt, curve in result["baselines"].items():
                 ax.plot([p["bpp"] for p in curve], [p[metric] for p in curve], "--o", ms=3, label=fmt.upper())
             for name, entry in result["tokenizers"].items():
+                if not entry["per_item"]:
+                    continue
                 pixels = entry["mean"]["bits"] / entry["mean"]["bpp"]
                 if entry.get("curve"):
                     ax.plot([p["bits"] / pixels for p in entry["curve"]], [p[metric] for p in entry["curve"]], "-s", ms=3, label=name)
@@ -258,7 +277,8 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
         for metric in keys:
             fig, ax = plt.subplots(figsize=(6, 4))
             for name, entry in result["tokenizers"].items():
-                ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
+                if entry["mean"].get(metric) is not None:
+                    ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
             out.append(_save_plot(fig, ax, "kbps", metric, report_dir / f"rate_{metric}.png"))
     return out
 
@@ -316,6 +336,8 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
             parts.append(f"<br>original <audio controls src='{e(s['orig'])}'></audio> "
                          f"reconstruction <audio controls src='{e(s['recon'])}'></audio>")
         parts.append("</div>")
+    if result.get("failures"):
+        parts.append("<h2>Items that failed</h2><ul>" + "".join(f"<li>{e(f)}</li>" for f in result["failures"]) + "</ul>")
     if result["unavailable"]:
         parts.append("<h2>Not measured</h2><ul>" + "".join(f"<li>{e(u)}</li>" for u in result["unavailable"]) + "</ul>")
     parts.append("</body></html>")
