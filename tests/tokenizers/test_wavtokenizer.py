@@ -423,3 +423,24 @@ def test_chunked_decode(model):
     for c, o in ((0, None), (10, 10), (10, -1)):
         with pytest.raises(ValueError, match="chunk_tokens must be"):
             model.decode(tokens, chunk_tokens=c, overlap_tokens=o)
+
+
+def test_attention_prelude_memory_is_linear_in_length():
+    """A 10-minute clip is 60,000 frames at 100 tokens/s: attention weights L x L would take 14 GB.
+    The prelude must run SDPA's fused kernel (contiguous q, k, v), which never materialises them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch\n"
+        "from zoo.blocks.vocos import AttnBlock1d\n"
+        "blk = AttnBlock1d(64, num_groups=8).eval()\n"
+        "x = torch.randn(1, 64, 16000)\n"
+        "with torch.inference_mode(): blk(x[..., :100])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "with torch.inference_mode(): blk(x)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    grew_mb = float(out.stdout.strip().splitlines()[-1])
+    assert grew_mb < 300, f"attention over 16,000 frames grew the process by {grew_mb:.0f} MB (L x L is 1,024 MB)"

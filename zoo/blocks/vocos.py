@@ -127,9 +127,9 @@ class AttnBlock1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm(x)
-        q = self.q(h).transpose(1, 2)[:, None]  # [B, 1, L, C]: one head
-        k = self.k(h).transpose(1, 2)[:, None]
-        v = self.v(h).transpose(1, 2)[:, None]
+        # contiguous [B, 1, L, C]: one head; strided inputs send SDPA on the CPU to its math path, which
+        # materialises the L x L weights (1.2 GB at L = 12000), while the fused kernel stays linear in L
+        q, k, v = (proj(h).transpose(1, 2)[:, None].contiguous() for proj in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v)  # [B, 1, L, C], softmax(q k^T / sqrt(C)) v
         return x + self.proj_out(a[:, 0].transpose(1, 2))
 
