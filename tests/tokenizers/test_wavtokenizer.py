@@ -444,3 +444,22 @@ def test_attention_prelude_memory_is_linear_in_length():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     grew_mb = float(out.stdout.strip().splitlines()[-1])
     assert grew_mb < 300, f"attention over 16,000 frames grew the process by {grew_mb:.0f} MB (L x L is 1,024 MB)"
+
+
+def test_long_items_encode_in_windows_as_in_one_pass(model):
+    """A long clip's conv stack runs in windows with a receptive-field margin: same ids as one pass."""
+    x = _audio(t=24000 * 3 + 77)
+    enc = model.encoder
+    with torch.inference_mode():
+        one_pass = enc.model(x)  # no windows
+    saved = enc.chunk_elements
+    try:
+        enc.chunk_elements = enc.model[0].conv.out_channels * 5000  # windows of a few thousand samples
+        with torch.inference_mode():
+            windowed = enc(x)
+        tokens = model.encode(x, sample_rate=SR)
+    finally:
+        enc.chunk_elements = saved
+    assert windowed.shape == one_pass.shape
+    torch.testing.assert_close(windowed, one_pass, atol=1e-6, rtol=0)
+    assert torch.equal(tokens.ids, model.encode(x, sample_rate=SR).ids)

@@ -185,17 +185,47 @@ class SEANetEncoder(nn.Module):
         layers += [nn.ELU(alpha), SConv1d(width, dimension, last_kernel_size, **common)]
         self.model = nn.Sequential(*layers)
 
+    def receptive_field(self) -> int:
+        """Input samples one output frame of the conv stack can see (a bound: kernels and dilations
+        at each layer's input rate)."""
+        field, rate = 1, 1
+        for layer in self.model[: self._num_conv_layers].modules():
+            if isinstance(layer, SConv1d):
+                conv = layer.conv
+                field += (conv.kernel_size[0] - 1) * conv.dilation[0] * rate
+                rate *= conv.stride[0]
+        return field
+
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, channels, T] -> [B, dimension, ceil(T / hop)].
 
-        Without autograd, a large batch runs the high-rate conv stack a few items at a time (so the
-        first stage's activations, up to `chunk_elements` floats, stay in cache; per item the result
-        is the same), then the LSTM and the last conv on the whole batch."""
+        Without autograd the high-rate conv stack runs on pieces, so its activations stay under about
+        `chunk_elements` floats whatever the input: a large batch a few items at a time, and a long
+        item in windows along time with a margin of at least its receptive field on each side
+        (frames near a window's edge are dropped: each kept frame saw exactly what it sees in one
+        pass). The LSTM and the last conv then run on the whole [B, C, T / hop] latent."""
         width = self.model[0].conv.out_channels
         per_item = width * x.shape[-1]
-        if torch.is_grad_enabled() or x.shape[0] == 1 or x.shape[0] * per_item <= self.chunk_elements:
+        if torch.is_grad_enabled() or x.shape[0] * per_item <= self.chunk_elements:
             return self.model(x)
-        items = max(1, self.chunk_elements // per_item)
         convs, rest = self.model[: self._num_conv_layers], self.model[self._num_conv_layers :]
-        h = torch.cat([convs(c) for c in x.split(items)])  # [B, C, T / hop]
-        return rest(h)
+        if per_item <= self.chunk_elements:
+            items = max(1, self.chunk_elements // per_item)
+            return rest(torch.cat([convs(c) for c in x.split(items)]))  # [B, C, T / hop]
+        return rest(torch.cat([self._convs_in_windows(convs, item[None]) for item in x]))
+
+    def _convs_in_windows(self, convs: nn.Module, x: Tensor) -> Tensor:
+        """One item [1, channels, T] through the conv stack in overlapping windows -> [1, C, ceil(T / hop)]."""
+        hop, length = self.hop_length, x.shape[-1]
+        margin = -(-self.receptive_field() // hop) * hop  # in samples, a multiple of hop
+        width = self.model[0].conv.out_channels
+        step = max(hop, (self.chunk_elements // width) // hop * hop - 2 * margin)  # kept samples per window
+        n_frames = -(-length // hop)
+        out = []
+        for start in range(0, length, step):  # start, step: multiples of hop, so frames align
+            lo, hi = max(0, start - margin), min(length, start + step + margin)
+            y = convs(x[..., lo:hi])  # [1, C, ceil((hi - lo) / hop)]
+            first = (start - lo) // hop
+            keep = min(step // hop, n_frames - start // hop)
+            out.append(y[..., first : first + keep])
+        return torch.cat(out, dim=-1)
