@@ -26,7 +26,8 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-from zoo.api import Tokens, atomic_write, atomic_write_text
+from zoo.api import Tokens
+from zoo.io import atomic_write, atomic_write_text
 
 SHARD_FORMAT = "zoo.token-shard"
 SHARD_FORMAT_VERSION = 1
