@@ -132,7 +132,7 @@ def main(argv=None):
     out = Path(args.out)
     tok.save_pretrained(out, metrics=metrics, training=args.training or None,
                         description=zoo.registry.lookup("vat-tiny")[1].description)
-    from zoo.api import atomic_write_text
+    from zoo.io import atomic_write_text
 
     atomic_write_text(out / "metrics.json", json.dumps({"metrics": metrics, "command": command,
                                                         "per_mesh": _no_nan(rows)}, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """Which way things depend (DESIGN.md): zoo never imports zoo.train, training/, recipes/ or models/;
-zoo.blocks imports nothing above it; `import zoo` is light and fast."""
+zoo.blocks imports nothing above it; blocks, quantizers and tokenizers
+nothing from media, pipelines, metrics or the training kit; `import zoo` is light and fast."""
 
 import ast
 import subprocess
@@ -42,6 +43,25 @@ def test_blocks_import_nothing_above_them():
         for mod, _ in _imports(f):
             if mod.startswith("zoo") and not mod.startswith(("zoo.blocks", "zoo.quantizers", "zoo.api", "zoo.runtime")):
                 bad.append(f"{f.relative_to(REPO)} imports {mod}")
+    assert not bad, bad
+
+
+def test_model_code_imports_nothing_from_media_pipelines_metrics_or_training():
+    """blocks, quantizers and tokenizers take tensors: file and media handling, metrics and training sit above
+    them (imports inside functions count too)."""
+    bad = []
+    for part in ("blocks", "quantizers", "tokenizers"):
+        for f in (ZOO / part).rglob("*.py"):
+            for mod, _ in _imports(f):
+                if mod.startswith(("zoo.media", "zoo.pipelines", "zoo.metrics", "zoo.train")):
+                    bad.append(f"{f.relative_to(REPO)} imports {mod}")
+    assert not bad, bad
+
+
+def test_io_and_geometry_sit_below_everything():
+    """zoo.io (atomic writes) and zoo.geometry (mesh sampling) import no other zoo module: no import circle."""
+    bad = [f"{name} imports {mod}" for name in ("io.py", "geometry.py")
+           for mod, _ in _imports(ZOO / name) if mod.startswith("zoo")]
     assert not bad, bad
 
 

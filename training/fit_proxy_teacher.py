@@ -14,18 +14,13 @@ MaskGIT-VQGAN that upstream uses, for sizes or machines without it). Writes the 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from zoo.train.data import build_dataset
+from zoo.train.data import DataConfig, build_dataset
 from zoo.train.proxy import fit_patch_kmeans
-from zoo.train.recipe import read_recipe
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling program defines the recipe format
-from train_autoencoder import ProgramConfig  # noqa: E402  (the recipe format of that program)
+from zoo.train.recipe import ModelConfig, TrainConfig, load_recipe, parse
 
 
 def main(argv=None) -> None:
@@ -37,21 +32,26 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="default: the recipe's loss.proxy_teacher")
     args = ap.parse_args(argv)
 
-    cfg = read_recipe(ProgramConfig, args.recipe, args.overrides, program="train_autoencoder")
-    model_cfg = dict(cfg.model.config)
-    out = args.out or cfg.loss.proxy_teacher
+    raw = load_recipe(args.recipe, args.overrides)  # a train_autoencoder.py recipe; the sections used here
+    if raw.get("program", "train_autoencoder") != "train_autoencoder":
+        raise SystemExit(f"{args.recipe} is a recipe for {raw['program']}; the proxy teacher serves train_autoencoder.py.")
+    model = parse(ModelConfig, raw.get("model") or {}, f"{args.recipe}: model")
+    data = parse(DataConfig, raw.get("data") or {}, f"{args.recipe}: data")
+    train = parse(TrainConfig, raw.get("train") or {}, f"{args.recipe}: train")
+    model_cfg = dict(model.config)
+    out = args.out or (raw.get("loss") or {}).get("proxy_teacher")
     if out is None:
         raise SystemExit("Name the output: --out PATH, or loss.proxy_teacher in the recipe.")
-    if cfg.model.family != "one_d_piece" or "decoder_patch_size" not in model_cfg:
+    if model.family != "one_d_piece" or "decoder_patch_size" not in model_cfg:
         raise SystemExit("The recipe must build a new one_d_piece model with decoder_patch_size and "
                          "proxy_codebook_size in model.config.")
-    dataset = build_dataset(cfg.data)
-    g = torch.Generator().manual_seed(cfg.train.seed)
+    dataset = build_dataset(data)
+    g = torch.Generator().manual_seed(train.seed)
     t0 = time.perf_counter()
     picks = torch.randint(0, len(dataset), (args.images,), generator=g).tolist()
-    images = torch.stack([dataset[(i, cfg.train.seed + n)] for n, i in enumerate(picks)])  # [N, 3, S, S]
+    images = torch.stack([dataset[(i, train.seed + n)] for n, i in enumerate(picks)])  # [N, 3, S, S]
     teacher = fit_patch_kmeans(images, int(model_cfg["decoder_patch_size"]), int(model_cfg["proxy_codebook_size"]),
-                               iters=args.iters, seed=cfg.train.seed)
+                               iters=args.iters, seed=train.seed)
     used = teacher(images).unique().numel()
     teacher.save(out)
     print(f"{out}: {teacher.num_codes} centroids of {teacher.patch_size}x{teacher.patch_size} patches from "

@@ -33,20 +33,19 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from zoo.train import checkpoint as ckpt
 from zoo.train import distributed as zd
 from zoo.train import losses as L
-from zoo.train.data import DataConfig, build_dataset, build_loader
+from zoo.train.data import DataConfig
 from zoo.train.discriminators import build_discriminator
-from zoo.train.ema import EMA
-from zoo.train.monitor import Monitor
-from zoo.train.optim import OptimConfig, build_optimizer, build_scheduler
-from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe, set_train_mode, to_dict
+from zoo.train.loop import accumulate, begin, fit, prepare, update
+from zoo.train.optim import OptimConfig
 from zoo.train.proxy import load_teacher
+from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
 from zoo.train.semantic_lm import ASRAlignment, build_lm
 
 
@@ -187,13 +186,8 @@ def build_semantic(cfg: SemanticConfig, model, text: str, device):
 
 
 def main(cfg: ProgramConfig, env=os.environ) -> Path:
-    info = zd.setup(env, cfg.train.device)
-    log = zd.get_logger("train_autoencoder", info)
-    run_dir = Path(cfg.train.run_dir)
-    precision = zd.resolve_precision(cfg.train.precision, info.device)
-    stages = cfg.loss.stages
-
-    zd.seed_all(cfg.train.seed)  # the same initial weights on every rank
+    info, log, precision = begin("train_autoencoder", cfg, env)
+    stages, accum, clip = cfg.loss.stages, cfg.train.grad_accum, cfg.train.clip_grad_norm
     model = build_tokenizer(cfg.model)
     check_stages(stages, model, cfg.data.kind)
     lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
@@ -231,160 +225,93 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M", info.world_size,
              info.device, precision)
 
-    model = zd.wrap(model, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
+    model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision)
     inner = zd.unwrap(model)
-    opt_g = build_optimizer(model.parameters(), cfg.optim)
-    sched_g = build_scheduler(opt_g, cfg.optim, cfg.train.steps)
-    scaler_g = zd.grad_scaler(precision, info.device)
     models, optimizers, schedulers, scalers = {"model": model}, {"model": (model, opt_g)}, {"model": sched_g}, {"model": scaler_g}
     if disc is not None:
-        disc = zd.wrap(disc, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
+        disc, opt_d, sched_d, scaler_d = prepare(disc, cfg.train, d.optim, info, precision)
         disc_inner = zd.unwrap(disc)
-        opt_d = build_optimizer(disc.parameters(), d.optim)
-        sched_d = build_scheduler(opt_d, d.optim, cfg.train.steps)
-        scaler_d = zd.grad_scaler(precision, info.device)
         models["discriminator"], optimizers["discriminator"] = disc, (disc, opt_d)
         schedulers["discriminator"], scalers["discriminator"] = sched_d, scaler_d
     if semantic is not None:  # the adapter: its own optimiser, stepped with the generator's scaler
-        semantic = zd.wrap(semantic, cfg.train.strategy, info, find_unused_parameters=cfg.train.find_unused_parameters)
-        opt_s = build_optimizer(semantic.parameters(), cfg.optim)
-        sched_s = build_scheduler(opt_s, cfg.optim, cfg.train.steps)
+        semantic, opt_s, sched_s, _ = prepare(semantic, cfg.train, cfg.optim, info, precision)
         models["semantic"], optimizers["semantic"], schedulers["semantic"] = semantic, (semantic, opt_s), sched_s
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
-    start, batches = 0, 0
-    resume = ckpt.resolve_resume(cfg.train.resume, run_dir)
-    if resume is not None:
-        state = ckpt.load_checkpoint(resume, info, models=models, optimizers=optimizers, schedulers=schedulers,
-                                     ema=ema, scalers=scalers)
-        start, batches = state["step"], state["data"]["batches"]
-        log.info("resumed from %s at step %d", resume, start)
-    else:
-        zd.seed_all(cfg.train.seed + 1 + info.rank)  # from here on, each rank draws its own randomness
-    dataset = build_dataset(cfg.data)
-    loader = build_loader(dataset, cfg.data, rank=info.rank, world_size=info.world_size, seed=cfg.train.seed,
-                          start_batch=batches)
-    monitor = Monitor(run_dir, enabled=info.is_main, total_steps=cfg.train.steps, start_step=start,
-                      tensorboard=cfg.train.tensorboard, progress=cfg.train.progress, logger=log)
-    accum, sums, n_logged = cfg.train.grad_accum, {}, 0
+    def generator_loss(w: LossWeights, use_d: bool, fakes: list, item):
+        x, text = item
+        proxy_terms = {}
+        if w.proxy or w.proxy_render or w.proxy_decode:
+            out = model(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
+                        proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w))
+            out.losses = dict(out.losses)
+            proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode") if k in out.losses}
+        else:
+            out = model(**x) if isinstance(x, dict) else model(x)
+        t = {k: getattr(w, k) * v for k, v in proxy_terms.items() if getattr(w, k)}
+        t.update(L.reconstruction_terms(w, out.recon, x, stft=stft, mel=mel, perceptual=perceptual))
+        if out.losses and w.quantizer:
+            t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
+        if w.semantic:
+            t["semantic"] = w.semantic * semantic(out.features, out.feature_lengths, text, lm)
+        if use_d:
+            logits, feats = disc_inner(out.recon)
+            if w.adversarial:
+                t["adversarial"] = w.adversarial * L.generator_loss(logits, cfg.loss.adversarial)
+            if w.feature_matching:
+                with torch.no_grad():
+                    _, real_feats = disc_inner(x)
+                t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
+        loss = sum(t.values())
+        if out.recon is not None:
+            fakes.append(out.recon.detach())
+        own = {}
+        if isinstance(x, dict):  # 3D: log the model's own loss terms one by one
+            own = {f"model/{k}": v for k, v in {**out.losses, **out.metrics}.items() if v.dim() == 0}
+        return loss, {**t, **own, "loss": loss}
 
-    for step in range(start, cfg.train.steps):
-        stage = stage_at(stages, step)
+    def discriminator_loss(item):
+        x, fake = item
+        logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
+        n = x.shape[0]
+        d_loss = L.discriminator_loss([l[:n] for l in logits], [l[n:] for l in logits], cfg.loss.adversarial)
+        return d_loss, {"disc_loss": d_loss}
+
+    def step(i, next_batch):
+        stage = stage_at(stages, i)
         w = stage.weights
         if hasattr(inner, "set_continuous"):
             inner.set_continuous(stage.continuous)
         use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
-        set_train_mode(inner, cfg.model.freeze)
-        micro, texts = zip(*(split_text(next(loader)) for _ in range(accum)))
+        micro, texts = zip(*(split_text(next_batch()) for _ in range(accum)))
         micro = [to_device(x, info.device) for x in micro]
-        batches += accum
 
-        # generator
+        # generator (the discriminator's own gradients from this pass are discarded below)
         opt_g.zero_grad(set_to_none=True)
-        fakes, terms = [], {}
         if semantic is not None:
             opt_s.zero_grad(set_to_none=True)
-        for i, (x, text) in enumerate(zip(micro, texts)):
-            # around forward AND backward: FSDP2 reads the flag in backward
-            with zd.gradient_sync(model, i == accum - 1), zd.gradient_sync(semantic, i == accum - 1):
-                with zd.autocast(precision, info.device):
-                    proxy_terms = {}
-                    if w.proxy or w.proxy_render or w.proxy_decode:
-                        out = model(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
-                                    proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w))
-                        out.losses = dict(out.losses)
-                        proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode")
-                                       if k in out.losses}
-                    else:
-                        out = model(**x) if isinstance(x, dict) else model(x)
-                    t = {}
-                    for k, v in proxy_terms.items():
-                        if getattr(w, k):
-                            t[k] = getattr(w, k) * v
-                    if w.l1:
-                        t["l1"] = w.l1 * L.l1_loss(out.recon, x)
-                    if w.l2:
-                        t["l2"] = w.l2 * L.l2_loss(out.recon, x)
-                    if w.stft:
-                        t["stft"] = w.stft * stft(out.recon, x)
-                    if w.mel:
-                        t["mel"] = w.mel * mel(out.recon, x)
-                    if w.perceptual:
-                        t["perceptual"] = w.perceptual * perceptual(out.recon, x)
-                    if out.losses and w.quantizer:
-                        t["quantizer"] = L.sum_losses(out.losses, w.quantizer)
-                    if w.semantic:
-                        t["semantic"] = w.semantic * semantic(out.features, out.feature_lengths, text, lm)
-                    if use_d:
-                        logits, feats = disc_inner(out.recon)
-                        if w.adversarial:
-                            t["adversarial"] = w.adversarial * L.generator_loss(logits, cfg.loss.adversarial)
-                        if w.feature_matching:
-                            with torch.no_grad():
-                                _, real_feats = disc_inner(x)
-                            t["feature_matching"] = w.feature_matching * L.feature_matching_loss(real_feats, feats)
-                    loss = sum(t.values())
-                scaler_g.scale(loss / accum).backward()
-            if out.recon is not None:
-                fakes.append(out.recon.detach())
-            for k, v in t.items():
-                terms[k] = terms.get(k, 0.0) + float(v.detach()) / accum
-            if isinstance(x, dict):  # 3D: log the model's own loss terms one by one
-                for k, v in {**out.losses, **out.metrics}.items():
-                    if v.dim() == 0:
-                        terms[f"model/{k}"] = terms.get(f"model/{k}", 0.0) + float(v.detach()) / accum
-            terms["loss"] = terms.get("loss", 0.0) + float(loss.detach()) / accum
+        fakes = []
+        terms = accumulate([model, semantic], zip(micro, texts), accum, partial(generator_loss, w, use_d, fakes),
+                           scaler_g, precision, info)
         scaler_g.unscale_(opt_g)
-        terms["grad_norm"] = float(zd.clip_grad_norm(model, cfg.train.clip_grad_norm))
+        terms["grad_norm"] = float(zd.clip_grad_norm(model, clip))
         scaler_g.step(opt_g)
         if w.semantic:
             scaler_g.unscale_(opt_s)
-            zd.clip_grad_norm(semantic, cfg.train.clip_grad_norm)
+            zd.clip_grad_norm(semantic, clip)
             scaler_g.step(opt_s)
             sched_s.step()
         scaler_g.update()
         sched_g.step()
 
-        # discriminator
+        # discriminator, on real and detached generated batches
         if use_d:
             opt_d.zero_grad(set_to_none=True)  # drops what the generator's pass left in it
-            for i, (x, fake) in enumerate(zip(micro, fakes)):
-                with zd.gradient_sync(disc, i == accum - 1):  # forward and backward
-                    with zd.autocast(precision, info.device):
-                        logits, _ = disc(torch.cat([x, fake]))  # one forward: [real; fake] along the batch
-                        n = x.shape[0]
-                        d_loss = L.discriminator_loss([l[:n] for l in logits], [l[n:] for l in logits], cfg.loss.adversarial)
-                    scaler_d.scale(d_loss / accum).backward()
-                terms["disc_loss"] = terms.get("disc_loss", 0.0) + float(d_loss.detach()) / accum
-            scaler_d.unscale_(opt_d)
-            zd.clip_grad_norm(disc, cfg.train.clip_grad_norm)
-            scaler_d.step(opt_d)
-            scaler_d.update()
-            sched_d.step()
-        if ema is not None:
-            ema.update(model)
+            terms.update(accumulate([disc], zip(micro, fakes), accum, discriminator_loss, scaler_d, precision, info))
+            update(disc, opt_d, sched_d, scaler_d, clip)
+        return terms
 
-        done = step + 1
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v
-        n_logged += 1
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            means = zd.all_reduce_mean({k: v / n_logged for k, v in sums.items()}, info)
-            means["lr"] = sched_g.get_last_lr()[0]
-            monitor.log(done, means, samples=n_logged * accum * cfg.data.batch_size * info.world_size)
-            sums, n_logged = {}, 0
-        if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
-            ckpt.save_checkpoint(run_dir, done, info, models=models, optimizers=optimizers, schedulers=schedulers,
-                                 ema=ema, scalers=scalers, data_state={"batches": batches},
-                                 extra={"recipe": to_dict(cfg)}, keep=cfg.train.keep_checkpoints)
-
-    monitor.close()
-    final = run_dir / "final"
-    ckpt.export_pretrained(model, info, final, ema=ema,
-                           training=f"train_autoencoder.py, {cfg.train.steps} steps, {info.world_size} process(es).")
-    log.info("saved %s", final)
-    zd.cleanup(info)
-    return final
+    return fit(cfg, info, log, step, models=models, optimizers=optimizers, schedulers=schedulers, scalers=scalers,
+               training=f"train_autoencoder.py, {cfg.train.steps} steps, {info.world_size} process(es).")
 
 
 if __name__ == "__main__":

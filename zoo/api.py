@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -21,38 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from zoo import runtime
+from zoo.io import atomic_write, atomic_write_text  # noqa: F401 (atomic_write_text re-exported: zoo.api was its home)
 
 TOKENS_FORMAT = "zoo.tokens"
 TOKENS_FORMAT_VERSION = 1
 CONFIG_FORMAT_VERSION = 1
 LAYOUTS = ("1d", "2d", "rvq", "multiscale", "streams")
 MODALITIES = ("image", "audio", "3d")
-
-
-# ----------------------------------------------------------------------------------------------
-# atomic writes: every file zoo writes goes through here, so a crash never leaves half a file.
-# ----------------------------------------------------------------------------------------------
-def atomic_write(path: str | os.PathLike, write_fn) -> Path:
-    """Call `write_fn(tmp_path)` on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -346,7 +346,7 @@ def cmd_reconstruct(args) -> int:
 
     rc = _run_over_files(args, work)
     if args.metrics and results:
-        from zoo.api import atomic_write_text
+        from zoo.io import atomic_write_text
 
         atomic_write_text(Path(args.out) / "metrics.json", json.dumps(results, indent=2) + "\n")
     return rc
@@ -426,7 +426,7 @@ def cmd_cards(args) -> int:
             return 1
         print(f"{path} is up to date")
         return 0
-    from zoo.api import atomic_write_text
+    from zoo.io import atomic_write_text
 
     atomic_write_text(path, text)
     print(f"wrote {path}")

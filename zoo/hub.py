@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from zoo import registry, runtime
-from zoo.api import CONFIG_FORMAT_VERSION, Tokenizer, atomic_write, atomic_write_text
+from zoo.api import CONFIG_FORMAT_VERSION, Tokenizer
+from zoo.io import atomic_write, atomic_write_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.api import atomic_write
+from zoo.io import atomic_write
 
 
 # Sample rates zoo accepts from a file or a caller: a header declaring 1 Hz would make resampling to

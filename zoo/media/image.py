@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.api import atomic_write
+from zoo.io import atomic_write
 
 
 # Images larger than this are refused before they are decoded (a PNG of a few KB can declare

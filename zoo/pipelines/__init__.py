@@ -21,12 +21,13 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
-from zoo.api import Tokens, atomic_write, atomic_write_text
+from zoo.api import Tokens
+from zoo.io import atomic_write, atomic_write_text
 
 SHARD_FORMAT = "zoo.token-shard"
 SHARD_FORMAT_VERSION = 1
@@ -666,30 +667,3 @@ def read_token_file(f: Path, folder: Path | None) -> list[tuple[str, Tokens]]:
         return [((f.relative_to(folder).with_suffix("").as_posix() if folder else f.stem), Tokens.load(f))]
     return read_shard(f)
 
-
-def iter_tokens(paths: list[str | os.PathLike]) -> Iterator[tuple[str, Tokens]]:
-    """(key, Tokens) over .tokens files, shard files and folders of either, in order."""
-    for f, folder in iter_token_files(paths):
-        yield from read_token_file(f, folder)
-
-
-def decode_dataset(
-    tokenizer,
-    paths: list[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    write: Callable | None = None,
-    decode_kwargs: dict | None = None,
-    progress: bool = True,
-) -> int:
-    """Decode every item of shards / .tokens files back to media files under `out_dir` (keys as paths)."""
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    n = 0
-    with torch.inference_mode():
-        for key, tokens in tqdm(list(iter_tokens(paths)), unit="item", disable=not progress):
-            recon = tokenizer.decode(tokens, **(decode_kwargs or {}))
-            write(output_path(out_dir, key), recon[0], tokens)
-            n += 1
-    return n

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from zoo.api import atomic_write, atomic_write_text
+from zoo.io import atomic_write, atomic_write_text
 from zoo.pipelines import discover, read_item
 
 JPEG_QUALITIES = (5, 10, 20, 35, 50, 75, 90)

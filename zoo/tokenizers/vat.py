@@ -204,7 +204,7 @@ class VAT(Tokenizer):
                     f"VAT encodes point clouds [B, N, {self.in_channels}] (xyz{' + normals' if self.cfg.use_normals else ''}) "
                     f"or trimesh meshes; got {type(x).__name__}. Read files with zoo.media.mesh.load_mesh()."
                 )
-            from zoo.media import mesh as M
+            from zoo import geometry as M
 
             pts = [M.sample_surface(M.normalize_mesh(m, self.cfg.normalize_bound), self.cfg.num_points, seed=seed) for m in meshes]
             x = torch.stack(pts)[..., : self.in_channels]
@@ -256,7 +256,7 @@ class VAT(Tokenizer):
 
     def _coarse_to_fine(self, planes: Tensor, r: int, coarse: int, level: float) -> Tensor:
         """Occupancy probabilities [B, r, r, r]: exact near `level` crossings of a coarse grid, interpolated elsewhere."""
-        from zoo.media.mesh import grid_points
+        from zoo.geometry import grid_points
 
         b = planes.shape[0]
         grid = grid_points(coarse).to(self.device).expand(b, -1, -1)
@@ -308,7 +308,7 @@ class VAT(Tokenizer):
             raise ValueError(f"decode resolution must be at least 2; got {r}.")
         if coarse is not None and not 2 <= int(coarse) < r:
             raise ValueError(f"decode coarse must lie in [2, resolution={r}); got {coarse}.")
-        from zoo.media.mesh import grid_points
+        from zoo.geometry import grid_points
 
         with torch.inference_mode():
             z = self.quantizer.ids_to_quantized(tokens.ids.to(self.device))  # [B, L, C]
@@ -321,7 +321,7 @@ class VAT(Tokenizer):
             probs = probs.float().cpu()
         if output == "occupancy":
             return probs
-        from zoo.media.mesh import marching_cubes
+        from zoo.geometry import marching_cubes
 
         return [marching_cubes(p, level=level) for p in probs]
 
@@ -333,7 +333,7 @@ class VAT(Tokenizer):
         if occupancy is not None and queries is None:
             raise ValueError("VAT.forward got occupancy labels without their query points (queries=[B, Q, 3]).")
         if queries is None:
-            from zoo.media.mesh import grid_points
+            from zoo.geometry import grid_points
 
             queries = grid_points(16).to(points.device).expand(points.shape[0], -1, -1)
         if queries.dim() != 3 or queries.shape[0] != points.shape[0] or queries.shape[-1] != 3:

@@ -1,7 +1,7 @@
 """Atomic training checkpoints and exact resume.
 
 One file per save, `<run_dir>/checkpoints/step_<N>.pt`, written by rank 0 through
-`zoo.api.atomic_write` (temporary file + rename: a crash mid-write leaves the previous checkpoint
+`zoo.io.atomic_write` (temporary file + rename: a crash mid-write leaves the previous checkpoint
 intact), then the pointer `<run_dir>/checkpoints/latest` is replaced the same way. A checkpoint holds:
 
     models      full state dict of each model (generator, discriminator ...), gathered from FSDP shards
@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from zoo.api import atomic_write, atomic_write_text
+from zoo.io import atomic_write, atomic_write_text
 from zoo.train.distributed import DistInfo, barrier
 
 CKPT_DIR = "checkpoints"

@@ -204,6 +204,23 @@ def build_perceptual(backbone: str = "tiny_conv", weights: str | None = None, li
 ADV_KINDS = ("hinge", "lsgan")
 
 
+def reconstruction_terms(w, recon: Tensor, x: Tensor, *, stft=None, mel=None, perceptual=None) -> dict[str, Tensor]:
+    """The weighted media comparisons a recipe asks for: `w` has l1, l2, stft, mel and perceptual weights
+    (0 = off); the loss modules for the non-zero ones are given. -> {term: weighted loss}."""
+    t = {}
+    if w.l1:
+        t["l1"] = w.l1 * l1_loss(recon, x)
+    if w.l2:
+        t["l2"] = w.l2 * l2_loss(recon, x)
+    if w.stft:
+        t["stft"] = w.stft * stft(recon, x)
+    if w.mel:
+        t["mel"] = w.mel * mel(recon, x)
+    if w.perceptual:
+        t["perceptual"] = w.perceptual * perceptual(recon, x)
+    return t
+
+
 def discriminator_loss(real: Iterable[Tensor], fake: Iterable[Tensor], kind: str = "hinge") -> Tensor:
     """Sum over discriminator outputs (one per sub-discriminator) of the D loss."""
     if kind not in ADV_KINDS:

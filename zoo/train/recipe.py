@@ -145,9 +145,15 @@ def _convert(tp, value, where):
     return value
 
 
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict:
+    """Recipe file (+ overrides) -> the plain mapping. A tool that reads only some sections of a program's
+    recipe (training/fit_proxy_teacher.py) parses each with `parse(ModelConfig, data["model"], ...)`."""
+    return apply_overrides(load_yaml(path), overrides)
+
+
 def read_recipe(cls, path: str | Path, overrides: Sequence[str] = (), program: str | None = None):
     """Recipe file (+ overrides) -> `cls` instance. When the recipe names `program:`, it must be `program`."""
-    data = apply_overrides(load_yaml(path), overrides)
+    data = load_recipe(path, overrides)
     named = data.get("program")
     if program and named and named != program:
         raise ValueError(f"Recipe {path} is for program {named!r}; this is {program!r}. Run training/{named}.py.")

@@ -102,7 +102,7 @@ class CharLM(nn.Module):
         """Weights + config in one safetensors file (config in the header), for `lm_path`."""
         from safetensors.torch import save_file
 
-        from zoo.api import atomic_write
+        from zoo.io import atomic_write
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         return atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"zoo_char_lm": json.dumps(asdict(self.cfg))}))
