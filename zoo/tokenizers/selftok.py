@@ -17,7 +17,8 @@ Pipeline (released 512-token model):
     -> latent -> SD3 VAE decode -> image.
 
 Token order: token 0 is seen at every noise level; high-index tokens only at high noise. Any
-prefix decodes (the missing tokens are simply never visible).
+prefix decodes (the missing tokens are simply never visible). An AR prior generates them reversed
+(upstream README): `zoo.lm.to_lm(tokens, K, order="reversed")`.
 
 Deviations from the upstream code (all numerically neutral; see models/selftok/NOTES.md):
 - the sampler computes the visibility mask from the schedule instead of re-running the encoder on
