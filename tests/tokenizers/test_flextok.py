@@ -406,3 +406,14 @@ def test_tiny_cpu_recipe_builds_the_catalogue_variant():
         assert tok.cfg == cfg and tok.variant == "flextok-tiny-64"
         ids = tok.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), num_tokens=4).ids
         assert ids.shape == (1, 4)
+
+
+# -- fewest tokens for a target quality ------------------------------------------------------------
+def test_target_psnr_extremes_and_bad_values(model, images):
+    assert model.encode(images, target_psnr=1e6).lengths.tolist() == [16, 16]  # unreachable -> all tokens
+    assert model.encode(images, target_psnr=-1e6).lengths.tolist() == [1, 1]
+    got = model.encode(images, num_tokens=4, target_psnr=1e6)
+    assert got.ids.shape == (2, 4) and got.lengths.tolist() == [4, 4]
+    for p in (float("nan"), "30", True):
+        with pytest.raises(ValueError, match="target_psnr"):
+            model.encode(images, target_psnr=p)
