@@ -99,3 +99,41 @@ def test_bad_ids_are_named():
         from_lm(dataclasses.replace(lm, ids=wrong))
     with pytest.raises(ValueError, match="whole number of frames"):
         from_lm(dataclasses.replace(lm, ids=lm.ids[:, :-1]))
+
+
+def test_reversed_order_1d_within_lengths():
+    tokens = Tokens(ids=torch.tensor([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]]), layout="1d", lengths=[5, 3])
+    lm = to_lm(tokens, 10, order="reversed", offset=100)
+    assert lm.order == "reversed" and lm.pad_id == 110
+    assert lm.ids.tolist() == [[105, 101, 104, 101, 103], [106, 102, 109, 110, 110]]  # pads stay at the end
+    _same(from_lm(lm), tokens)
+
+
+@pytest.mark.parametrize("pattern", ["flat", "delay"])
+@pytest.mark.parametrize("lengths", [None, [7, 3, 1]])
+def test_reversed_order_round_trip_rvq(pattern, lengths):
+    tokens = _rvq(lengths=lengths)
+    fwd = to_lm(tokens, 16, pattern=pattern, offset=7)
+    rev = to_lm(tokens, 16, pattern=pattern, offset=7, order="reversed")
+    _same(from_lm(rev), tokens)
+    if lengths is None:  # reversing the frames commutes with the flat pattern's frame blocks
+        ref = to_lm(Tokens(ids=tokens.ids.flip(-1), layout="rvq", meta=tokens.meta), 16, pattern=pattern, offset=7)
+        assert torch.equal(rev.ids, ref.ids)
+    assert torch.equal(rev.lengths, fwd.lengths) if lengths is not None else rev.lengths is None
+
+
+def test_reversed_order_selftok_coarse_first():
+    """Selftok's last token (visible only at high noise) comes first; a generated sequence in that
+    order comes back in the tokenizer's order."""
+    ids = torch.arange(16)[None].repeat(2, 1)  # [B, K] token k has id k
+    tokens = Tokens(ids=ids, layout="1d", meta={"family": "selftok"})
+    lm = to_lm(tokens, 32, order="reversed")
+    assert lm.ids[0].tolist() == list(range(15, -1, -1))
+    gen = dataclasses.replace(lm, ids=lm.ids.clone())
+    _same(from_lm(gen), tokens)
+    wrong = lm.ids.clone()
+    wrong[0, 0] = lm.pad_id  # first generated id = the tokenizer's last frame
+    with pytest.raises(ValueError, match="frame 15"):
+        from_lm(dataclasses.replace(lm, ids=wrong))
+    with pytest.raises(ValueError, match="order must be one of"):
+        to_lm(tokens, 32, order="backwards")

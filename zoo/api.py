@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -602,3 +603,41 @@ def prepare_audio(
 
         x = resample(x, int(sample_rate), model_rate)
     return x
+
+
+# ----------------------------------------------------------------------------------------------
+# ordered 1D tokens: the fewest tokens that reach a target quality
+# ----------------------------------------------------------------------------------------------
+def check_target_psnr(target_psnr) -> float:
+    """A finite number of dB, as a float; anything else is an error."""
+    if isinstance(target_psnr, bool) or not isinstance(target_psnr, (int, float)) or not math.isfinite(target_psnr):
+        raise ValueError(f"target_psnr must be a finite number of dB (e.g. 25.0); got {target_psnr!r}.")
+    return float(target_psnr)
+
+
+def fewest_tokens(x: Tensor, ids: Tensor, target_psnr: float, decode) -> Tensor:
+    """Per item, the smallest k in [1, K] whose reconstruction from ids[:k] reaches `target_psnr` dB.
+
+    x: [B, 3, H, W] in [0, 1], the images; ids: [B, K] ordered 1D tokens (any prefix decodes).
+    decode(items [b], ids [b, m], lengths [b]) -> images [b, 3, H, W] in [0, 1] for the items
+    `items` of the batch, each seeing only its first lengths[i] <= m ids. A stochastic decoder
+    takes its noise for each item from a fixed draw indexed by `items`, so an item's result does
+    not depend on which other items are still searching.
+    Bisection over k, all searching items decoded as one batch per round (ceil(log2 K) rounds):
+    it assumes PSNR grows with k, which the families' nested-dropout training aims for; where it
+    does not, the k found reaches the target but a smaller one may too. An item that misses the
+    target even at K gets K. -> counts [B] int64 on ids' device.
+    """
+    b, kmax = ids.shape
+    lo = torch.ones(b, dtype=torch.long, device=ids.device)
+    hi = torch.full((b,), kmax, dtype=torch.long, device=ids.device)
+    while bool((lo < hi).any()):
+        active = (lo < hi).nonzero().squeeze(1)  # items still searching
+        mid = (lo[active] + hi[active]) // 2
+        recon = decode(active, ids[active, : int(mid.max())], mid)
+        mse = (recon.float() - x[active].float()).pow(2).flatten(1).mean(1)  # fp32 even for a bf16 model
+        psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+        ok = (psnr >= target_psnr).to(ids.device)
+        hi[active[ok]] = mid[ok]
+        lo[active[~ok]] = mid[~ok] + 1
+    return lo

@@ -512,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--mono", action="store_true", help="audio: mix multi-channel input down to mono")
         s.add_argument("--num-tokens", type=int, help="variable-length families: tokens per item")
         s.add_argument("--target-psnr", type=float, metavar="DB",
-                       help="one-d-piece: per item, the fewest tokens whose reconstruction reaches this PSNR")
+                       help="one-d-piece, flextok, selftok: per item, the fewest tokens whose reconstruction "
+                            "reaches this PSNR (flow decoders search with fixed noise: seed 0, default steps)")
         s.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", help="extra encode() argument (JSON value)")
         s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         runtime_args(s)

@@ -10,6 +10,13 @@ ways to lay out Q codebooks of K codes each, both with exact inverses to `Tokens
   parallel-prediction LM emits codebook q of frame t - q. ids [B, Q, T] -> seq [B, Q, T + Q - 1],
   seq[b, q, t + q] = offset + q * K + ids[b, q, t]; the Q - 1 corner positions hold `pad_id`.
 
+Order: `order="reversed"` reads each item's frames last to first before the pattern is applied
+(within the item's length, so pads stay at the end). Selftok numbers its tokens along the reverse
+diffusion process: token 0 is visible at every noise level and high-index tokens only at high noise
+(coarse, global content). The official README warns that an autoregressive prior over Selftok
+decodes the sequence reversely, i.e. generates the coarse tokens first; `order="reversed"` gives
+that sequence and `from_lm` puts the ids back in the tokenizer's order. ("forward" is the default.)
+
 Offsets: codebook q owns ids [offset + q * K, offset + (q + 1) * K); `offset` places the whole
 range after another vocabulary (text, or a second modality), and `pad_id` (default: the first id
 after the range) marks positions that carry no code: the delay corners and, in a batch with
@@ -19,6 +26,7 @@ Written here from the two papers' descriptions; nothing is copied.
 
     lm = to_lm(tokens, codebook_size=1024, pattern="delay", offset=32000)   # [B, Q, T + Q - 1]
     back = from_lm(lm)                                                      # == tokens
+    lm = to_lm(selftok_tokens, 32768, order="reversed")                     # coarse tokens first
     gen = dataclasses.replace(lm, ids=generated)  # ids from an LM, same pattern and offsets
     tokens = from_lm(gen)
 """
@@ -34,6 +42,7 @@ from torch import Tensor
 from zoo.api import Tokens
 
 PATTERNS = ("flat", "delay")
+ORDERS = ("forward", "reversed")
 
 
 @dataclass
@@ -44,6 +53,7 @@ class LMTokens:
     lengths: per item, valid positions along the last axis (None when every item is full).
     shape: the source ids' shape without the batch axis ([Q, T], [N], [H, W] or [G, H, W]).
     layout, meta: the source Tokens' layout and metadata, restored by `from_lm`.
+    order: "forward", or "reversed" (each item's frames last to first, see the module docstring).
     """
 
     ids: Tensor
@@ -56,6 +66,7 @@ class LMTokens:
     shape: tuple[int, ...] = ()
     layout: str = "rvq"
     meta: dict[str, Any] = field(default_factory=dict)
+    order: str = "forward"
 
     @property
     def vocab_size(self) -> int:
@@ -99,6 +110,18 @@ def undelay(seq: Tensor) -> Tensor:
     return torch.stack([seq[:, k, k : k + t] for k in range(q)], dim=1)
 
 
+def reverse_frames(codes: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """codes [B, Q, T] -> [B, Q, T] with each item's first lengths[b] frames (all T when None) in
+    reverse order and the rest left in place. Its own inverse."""
+    b, q, t = codes.shape
+    if lengths is None:
+        return codes.flip(-1)
+    pos = torch.arange(t, device=codes.device)[None, :]  # [1, T]
+    n = lengths.to(codes.device)[:, None]  # [B, 1]
+    src = torch.where(pos < n, n - 1 - pos, pos)  # [B, T]: frame read for each output frame
+    return codes.gather(2, src[:, None, :].expand(b, q, t))
+
+
 # ----------------------------------------------------------------------------------------------
 # Tokens <-> LMTokens
 # ----------------------------------------------------------------------------------------------
@@ -117,15 +140,19 @@ def _as_codes(tokens: Tokens) -> tuple[Tensor, tuple[int, ...]]:
 
 
 def to_lm(tokens: Tokens, codebook_size: int, *, pattern: str = "flat", offset: int = 0,
-          pad_id: int | None = None) -> LMTokens:
+          pad_id: int | None = None, order: str = "forward") -> LMTokens:
     """Tokens -> LMTokens in one shared vocabulary (see the module docstring for both patterns).
 
     codebook_size: K, codes per codebook (`tokenizer.codebook_size`). Layouts "rvq" / "streams"
     give Q = ids.shape[1]; "1d" / "multiscale" are one codebook; "2d" is read in raster order,
     with the groups of [B, G, H, W] as G codebooks. pad_id defaults to offset + Q * K.
+    order: "forward", or "reversed": each item's frames last to first (within its length), e.g.
+    for Selftok, whose AR prior generates the coarse high-index tokens first.
     """
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {PATTERNS}; got {pattern!r}.")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}; got {order!r}.")
     if int(codebook_size) < 1 or int(offset) < 0:
         raise ValueError(f"to_lm needs codebook_size >= 1 and offset >= 0; got {codebook_size} and {offset}.")
     codes, shape = _as_codes(tokens)
@@ -140,6 +167,8 @@ def to_lm(tokens: Tokens, codebook_size: int, *, pattern: str = "flat", offset: 
     lengths = tokens.lengths.cpu() if tokens.lengths is not None else None
     if lengths is not None and tokens.seq_axis is None:
         raise ValueError(f"Tokens of layout {tokens.layout!r} with per-item lengths cannot be laid out for an LM.")
+    if order == "reversed":
+        codes = reverse_frames(codes, lengths)  # [B, Q, T]
     shifted = codes + offset + k * torch.arange(q, device=codes.device)[None, :, None]  # [B, Q, T]
     if lengths is not None:  # beyond an item's end: pad
         beyond = torch.arange(t, device=codes.device)[None, None, :] >= lengths.to(codes.device)[:, None, None]
@@ -151,7 +180,7 @@ def to_lm(tokens: Tokens, codebook_size: int, *, pattern: str = "flat", offset: 
         ids = delay(shifted, pad_id)  # [B, Q, T + Q - 1]
         lm_lengths = None if lengths is None else lengths + q - 1  # an item ends when its last codebook does
     return LMTokens(ids=ids, pattern=pattern, codebook_size=k, num_codebooks=q, offset=int(offset), pad_id=int(pad_id),
-                    lengths=lm_lengths, shape=shape, layout=tokens.layout, meta=dict(tokens.meta))
+                    lengths=lm_lengths, shape=shape, layout=tokens.layout, meta=dict(tokens.meta), order=order)
 
 
 def from_lm(lm: LMTokens) -> Tokens:
@@ -173,6 +202,10 @@ def from_lm(lm: LMTokens) -> Tokens:
         lengths = None if lm.lengths is None else lm.lengths.cpu() - (q - 1)
     else:
         raise ValueError(f"pattern must be one of {PATTERNS}; got {lm.pattern!r}.")
+    if lm.order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}; got {lm.order!r}.")
+    if lm.order == "reversed":
+        codes = reverse_frames(codes, lengths)  # back to the tokenizer's order (frames named below are its)
     b, _, t = codes.shape
     codes = codes - lm.offset - k * torch.arange(q, device=codes.device)[None, :, None]
     valid = torch.ones_like(codes, dtype=torch.bool)
@@ -200,4 +233,4 @@ def _from_codes(codes: Tensor, lm: LMTokens) -> Tensor:
     raise ValueError(f"from_lm does not know layout {lm.layout!r}.")
 
 
-__all__ = ["LMTokens", "PATTERNS", "to_lm", "from_lm", "interleave", "deinterleave", "delay", "undelay"]
+__all__ = ["LMTokens", "PATTERNS", "ORDERS", "reverse_frames", "to_lm", "from_lm", "interleave", "deinterleave", "delay", "undelay"]

@@ -145,6 +145,25 @@ def test_released_vae_layouts(channels):
     hub.check_state_dict(vae, ours, source=f"vae c{channels}")
 
 
+@pytest.mark.parametrize("channels", [4, 8, 16])
+def test_flextok_on_each_released_vae_converts(channels):
+    """A FlexTok trained on the standalone c4 / c8 / c16 VAE (d12 layout, patch widths C * 2 * 2)
+    converts: the converter reads the latent channels from the VAE keys and every key is used."""
+    sd = {k: v for k, v in _tsv(parity_dir("flextok") / "keys_full_flextok_d12_d12_in1k.tsv").items()
+          if not k.startswith("vae.vae.")}
+    sd.update({"vae.vae." + k: v for k, v in _tsv(parity_dir("flextok") / f"keys_full_vae_c{channels}.tsv").items()})
+    p = channels * 2 * 2  # one 2x2 latent patch
+    for k in ("encoder.module_dict.enc_patch_emb.patch_proj.weight", "decoder.module_dict.dec_noise_patch_emb.patch_proj.weight"):
+        sd[k] = torch.empty(768, p, device="meta")
+    sd["decoder.module_dict.dec_to_patches.proj.weight"] = torch.empty(p, 768, device="meta")
+    sd["decoder.module_dict.dec_to_patches.proj.bias"] = torch.empty(p, device="meta")
+    cfg = ft.from_official_config({"_class_name": "AutoencoderKL", "scaling_factor": 1.0, "norm_num_groups": 32}, sd, {})
+    assert cfg.vae_latent_channels == channels and cfg.patch_size == 2 and cfg.image_size == 256
+    with torch.device("meta"):
+        m = ft.FlexTok(cfg)
+    hub.check_state_dict(m, ft.remap_state_dict(sd, cfg), source=f"d12 on vae c{channels}")
+
+
 def test_unknown_and_training_only_keys():
     sd = _tsv(parity_dir("flextok") / "keys_full_flextok_d12_d12_in1k.tsv")
     cfg = ft.from_official_config({"_class_name": "AutoencoderKL", "scaling_factor": 1.0}, sd, {})
@@ -406,3 +425,14 @@ def test_tiny_cpu_recipe_builds_the_catalogue_variant():
         assert tok.cfg == cfg and tok.variant == "flextok-tiny-64"
         ids = tok.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), num_tokens=4).ids
         assert ids.shape == (1, 4)
+
+
+# -- fewest tokens for a target quality ------------------------------------------------------------
+def test_target_psnr_extremes_and_bad_values(model, images):
+    assert model.encode(images, target_psnr=1e6).lengths.tolist() == [16, 16]  # unreachable -> all tokens
+    assert model.encode(images, target_psnr=-1e6).lengths.tolist() == [1, 1]
+    got = model.encode(images, num_tokens=4, target_psnr=1e6)
+    assert got.ids.shape == (2, 4) and got.lengths.tolist() == [4, 4]
+    for p in (float("nan"), "30", True):
+        with pytest.raises(ValueError, match="target_psnr"):
+            model.encode(images, target_psnr=p)

@@ -256,3 +256,18 @@ def test_bad_config():
         st.SelftokConfig(decoder="gan")
     with pytest.raises(ValueError, match="vae"):
         st.SelftokConfig(vae="vqgan")
+
+
+# -- fewest tokens for a target quality ------------------------------------------------------------
+def test_target_psnr_extremes_and_bad_values(tiny, tiny_renderer):
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    for m in (tiny, tiny_renderer):
+        assert m.encode(x, target_psnr=1e6).lengths.tolist() == [16, 16]  # unreachable -> all tokens
+        assert m.encode(x, target_psnr=-1e6).lengths.tolist() == [1, 1]
+    got = tiny.encode(x, target_psnr=1e6)
+    assert torch.equal(got.ids, tiny.encode(x).ids) and got.meta["target_psnr"] == 1e6
+    for p in (float("inf"), "30", True):
+        with pytest.raises(ValueError, match="target_psnr"):
+            tiny.encode(x, target_psnr=p)
+    with pytest.raises(TypeError):
+        tiny.encode(x, num_tokens=4)

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, inference, prepare_images
+from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_target_psnr, config_to_dict, fewest_tokens,
+                     inference, prepare_images)
 from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.transformer import (
     AdaLNTransformerBlock,
@@ -406,16 +407,38 @@ class FlexTok(Tokenizer):
         return num_tokens
 
     @inference
-    def encode(self, x: Tensor, num_tokens: int | None = None, generator: torch.Generator | None = None) -> Tokens:
-        """x [B, 3, H, W] in [0, 1] -> Tokens ids [B, k] ("1d", lengths = k)."""
+    def encode(self, x: Tensor, num_tokens: int | None = None, generator: torch.Generator | None = None, *,
+               target_psnr: float | None = None) -> Tokens:
+        """x [B, 3, H, W] in [0, 1] -> Tokens ids [B, k] ("1d", lengths = k).
+
+        generator: for a VAE that samples its posterior (cfg.vae_sample_posterior).
+        target_psnr: per item, the fewest tokens (<= k) whose reconstruction reaches this PSNR in
+            dB; the counts go to `Tokens.lengths` (ids stay [B, k]), an item that misses the target
+            at k keeps k. The decoder is a stochastic flow, so the search decodes with fixed noise:
+            the default steps and guidance, and the noise of `decode(tokens,
+            generator=torch.Generator().manual_seed(0))` on this batch, which reproduces it. Bisection
+            over k (zoo.api.fewest_tokens): ceil(log2 k) batched decodes, assuming quality grows with
+            k as nested dropout trains it to.
+        """
         x = self._check_images(x)
         k = self._num_tokens(num_tokens)
+        if target_psnr is not None:
+            target_psnr = check_target_psnr(target_psnr)
+        meta = self.token_meta(image_size=list(x.shape[-2:]))
         with torch.inference_mode():
             latents = self.vae_encode(x.to(self.device) * 2 - 1, generator)
             z, _ = self.encoder(latents, k)
             ids = self.quantizer(z).ids  # [B, k]
-        lengths = torch.full((x.shape[0],), k, dtype=torch.long)
-        return Tokens(ids=ids.cpu(), layout="1d", lengths=lengths, meta=self.token_meta(image_size=list(x.shape[-2:])))
+        if target_psnr is None:
+            lengths = torch.full((x.shape[0],), k, dtype=torch.long)
+            return Tokens(ids=ids.cpu(), layout="1d", lengths=lengths, meta=meta)
+        noise = self._initial_noise(x.shape[0], None, None, torch.Generator().manual_seed(0), meta["image_size"])
+
+        def decode(items: Tensor, part: Tensor, n: Tensor) -> Tensor:
+            return self.decode(Tokens(ids=part, layout="1d", lengths=n, meta=meta), noise=noise[items])
+
+        lengths = fewest_tokens(x.to(self.device), ids, target_psnr, decode)
+        return Tokens(ids=ids.cpu(), layout="1d", lengths=lengths.cpu(), meta={**meta, "target_psnr": target_psnr})
 
     # -- decode ----------------------------------------------------------------------------------
     def _keep(self, tokens: Tokens) -> Tensor:

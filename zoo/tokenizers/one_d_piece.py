@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_target_psnr, fewest_tokens, inference, prepare_images
 from zoo.blocks.maskgit_vqgan import PixelDecoder
 from zoo.blocks.vit import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop
@@ -323,17 +323,16 @@ class OneDPiece(Tokenizer):
         x = prepare_images(x, name="OneDPiece", size=(cfg.image_size, cfg.image_size))
         x = x.to(self.device, self.encoder.patch_embed.weight.dtype)  # the model's device and dtype
         k = self._check_num_tokens(num_tokens)
-        if target_psnr is not None and (isinstance(target_psnr, bool) or not isinstance(target_psnr, (int, float))
-                                        or not math.isfinite(target_psnr)):
-            raise ValueError(f"target_psnr must be a finite number of dB (e.g. 25.0); got {target_psnr!r}.")
+        if target_psnr is not None:
+            target_psnr = check_target_psnr(target_psnr)
         with torch.inference_mode():
             _, ids, _ = self.quantize(self.encode_latent(x))
             ids = ids[:, :k]
             meta = self.token_meta(image_size=[cfg.image_size, cfg.image_size], num_latent_tokens=cfg.num_latent_tokens)
             if target_psnr is None:
                 return Tokens(ids=ids, layout="1d", meta=meta)
-            lengths = self._fewest_tokens(x, ids, float(target_psnr))
-        return Tokens(ids=ids, layout="1d", lengths=lengths, meta={**meta, "target_psnr": float(target_psnr)})
+            lengths = fewest_tokens(x, ids, target_psnr, lambda _, part, n: self._decode_ids(part, n).clamp(0, 1))
+        return Tokens(ids=ids, layout="1d", lengths=lengths, meta={**meta, "target_psnr": target_psnr})
 
     @inference
     def decode(self, tokens: Tokens, *, clamp: bool = True) -> Tensor:
@@ -423,22 +422,6 @@ class OneDPiece(Tokenizer):
         elif lengths is not None and bool((lengths == lengths[0]).all()):
             ids, lengths = ids[:, : int(lengths[0])], None  # one common prefix: cut instead of masking
         return self.render(self.decode_logits(self.ids_to_latent(ids), lengths))
-
-    def _fewest_tokens(self, x: Tensor, ids: Tensor, target_psnr: float) -> Tensor:
-        """Per item, the smallest k in [1, K] with PSNR(decode(ids[:k]), x) >= target (bisection)."""
-        b, kmax = ids.shape
-        lo = torch.ones(b, dtype=torch.long, device=ids.device)
-        hi = torch.full((b,), kmax, dtype=torch.long, device=ids.device)
-        while bool((lo < hi).any()):
-            active = (lo < hi).nonzero().squeeze(1)  # items still searching
-            mid = (lo[active] + hi[active]) // 2
-            recon = self._decode_ids(ids[active, : int(mid.max())], mid).clamp(0, 1)
-            mse = (recon.float() - x[active].float()).pow(2).flatten(1).mean(1)  # fp32 even for a bf16 model
-            psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
-            ok = psnr >= target_psnr
-            hi[active[ok]] = mid[ok]
-            lo[active[~ok]] = mid[~ok] + 1
-        return lo
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ Pipeline (released 512-token model):
     -> latent -> SD3 VAE decode -> image.
 
 Token order: token 0 is seen at every noise level; high-index tokens only at high noise. Any
-prefix decodes (the missing tokens are simply never visible).
+prefix decodes (the missing tokens are simply never visible). An AR prior generates them reversed
+(upstream README): `zoo.lm.to_lm(tokens, K, order="reversed")`.
 
 Deviations from the upstream code (all numerically neutral; see models/selftok/NOTES.md):
 - the sampler computes the visibility mask from the schedule instead of re-running the encoder on
@@ -40,7 +41,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
+from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, check_target_psnr, fewest_tokens,
+                     inference, prepare_images)
 from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -584,15 +586,33 @@ class Selftok(Tokenizer):
         return Tokens(ids=ids, layout="1d", meta=self.token_meta(image_size=self.cfg.image_size, num_tokens=self.cfg.num_tokens))
 
     @inference
-    def encode(self, x: Tensor, **kwargs) -> Tokens:
-        """Images [B, 3, S, S] in [0, 1] (S = image_size) -> Tokens ids [B, K]."""
-        if kwargs:
-            raise TypeError(f"Selftok.encode takes no options; got {sorted(kwargs)}.")
+    def encode(self, x: Tensor, *, target_psnr: float | None = None) -> Tokens:
+        """Images [B, 3, S, S] in [0, 1] (S = image_size) -> Tokens ids [B, K].
+
+        target_psnr: per item, the fewest tokens whose reconstruction reaches this PSNR in dB; the
+            counts go to `Tokens.lengths` (ids stay [B, K]), an item that misses the target keeps K.
+            The flow decoder is stochastic, so the search decodes with fixed noise: the default
+            steps and the noise of `decode(tokens, generator=torch.Generator().manual_seed(0))` on
+            this batch, which reproduces it (the renderer is deterministic). Bisection over k
+            (zoo.api.fewest_tokens): ceil(log2 K) batched decodes, assuming quality grows with k.
+        """
+        if target_psnr is not None:
+            target_psnr = check_target_psnr(target_psnr)
         s = self.cfg.image_size
         x = prepare_images(x, name="Selftok", size=(s, s))
         with torch.inference_mode():
             latents = self.images_to_latents(x.to(self.device))
-        return self.encode_latents(latents)
+        tokens = self.encode_latents(latents)
+        if target_psnr is None:
+            return tokens
+        noise = None if self.has_renderer else self._noise(x.shape[0], None, torch.Generator().manual_seed(0))
+
+        def decode(items: Tensor, part: Tensor, n: Tensor) -> Tensor:
+            t = Tokens(ids=part, layout="1d", lengths=n, meta=tokens.meta)
+            return self.decode(t) if noise is None else self.decode(t, noise=noise[items])
+
+        lengths = fewest_tokens(x.to(self.device), tokens.ids, target_psnr, decode)
+        return Tokens(ids=tokens.ids, layout="1d", lengths=lengths, meta={**tokens.meta, "target_psnr": target_psnr})
 
     # -- decode ---------------------------------------------------------------------------------
     def _cond(self, tokens: Tokens) -> tuple[Tensor, Tensor | None]:
