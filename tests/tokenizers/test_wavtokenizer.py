@@ -463,3 +463,43 @@ def test_long_items_encode_in_windows_as_in_one_pass(model):
     assert windowed.shape == one_pass.shape
     torch.testing.assert_close(windowed, one_pass, atol=1e-6, rtol=0)
     assert torch.equal(tokens.ids, model.encode(x, sample_rate=SR).ids)
+
+
+@pytest.mark.parametrize("t, chunk", [(24000 * 3 + 77, 1000), (5000, 123), (700, 50), (12000, 12000)])
+def test_stream_encoder_equals_offline_ids(model, t, chunk):
+    x = _audio(t=t)
+    offline = model.encode(x, sample_rate=SR)
+    stream = model.stream_encoder()
+    parts = [stream.push(x[..., p : p + chunk]) for p in range(0, t, chunk)]
+    last = stream.flush()
+    ids = torch.cat([p.ids for p in parts] + [last.ids], dim=1)
+    assert torch.equal(ids, offline.ids)
+    assert last.meta["num_samples"] == t
+    # frames come out as soon as the lookahead allows: never more than lookahead + one chunk behind
+    pushed, emitted = 0, 0
+    stream = model.stream_encoder()
+    for p in range(0, t, chunk):
+        pushed += x[..., p : p + chunk].shape[-1]
+        emitted += stream.push(x[..., p : p + chunk]).ids.shape[1]
+        assert emitted * model.hop_length >= pushed - stream.lookahead_samples - model.hop_length
+
+
+def test_stream_decoder_equals_windowed_decode(model):
+    tokens = model.encode(_audio(t=24000 * 2), sample_rate=SR)  # 200 tokens
+    offline = model.decode(tokens, chunk_tokens=48, overlap_tokens=12)
+    stream = model.stream_decoder(chunk_tokens=48, overlap_tokens=12)
+    pieces = [stream.push(tokens.ids[:, p : p + 7]) for p in range(0, 200, 7)] + [stream.flush()]
+    audio = torch.cat(pieces, dim=-1)
+    assert torch.equal(audio[:, None, : offline.shape[-1]], offline)
+    with pytest.raises(ValueError, match="nothing to flush"):
+        stream.flush()
+    with pytest.raises(ValueError, match="overlap_tokens < chunk_tokens"):
+        model.stream_decoder(chunk_tokens=4, overlap_tokens=4)
+
+
+def test_stream_encoder_refuses_other_rates_and_shapes(model):
+    stream = model.stream_encoder()
+    with pytest.raises(ValueError, match=r"\[B, C, T\]"):
+        stream.push(torch.zeros(100))
+    with pytest.raises(ValueError, match="nothing to flush"):
+        model.stream_encoder().flush()

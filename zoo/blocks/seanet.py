@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
-__all__ = ["pad1d", "SConv1d", "SEANetResnetBlock", "SLSTM", "SEANetEncoder"]
+__all__ = ["pad1d", "SConv1d", "SEANetResnetBlock", "SLSTM", "SEANetEncoder", "SEANetEncoderStream"]
 
 
 def pad1d(x: Tensor, left: int, right: int, mode: str = "reflect") -> Tensor:
@@ -214,10 +214,18 @@ class SEANetEncoder(nn.Module):
             return rest(torch.cat([convs(c) for c in x.split(items)]))  # [B, C, T / hop]
         return rest(torch.cat([self._convs_in_windows(convs, item[None]) for item in x]))
 
+    def stream(self) -> "SEANetEncoderStream":
+        """A stateful encoder over audio pushed in chunks (equal to `forward` on the whole signal)."""
+        return SEANetEncoderStream(self)
+
+    def _margin(self) -> int:
+        """The receptive field in samples, rounded up to a multiple of hop (windows must start on a frame)."""
+        return -(-self.receptive_field() // self.hop_length) * self.hop_length
+
     def _convs_in_windows(self, convs: nn.Module, x: Tensor) -> Tensor:
         """One item [1, channels, T] through the conv stack in overlapping windows -> [1, C, ceil(T / hop)]."""
         hop, length = self.hop_length, x.shape[-1]
-        margin = -(-self.receptive_field() // hop) * hop  # in samples, a multiple of hop
+        margin = self._margin()
         width = self.model[0].conv.out_channels
         step = max(hop, (self.chunk_elements // width) // hop * hop - 2 * margin)  # kept samples per window
         n_frames = -(-length // hop)
@@ -229,3 +237,91 @@ class SEANetEncoder(nn.Module):
             keep = min(step // hop, n_frames - start // hop)
             out.append(y[..., first : first + keep])
         return torch.cat(out, dim=-1)
+
+
+class SEANetEncoderStream:
+    """`SEANetEncoder.stream()`: push audio [B, channels, t] in chunks, get latent frames [B, D, k] as
+    soon as no later sample can change them; `flush()` at the end. The same computation as `forward`:
+    the conv stack runs on windows with a receptive-field margin (frames near a window's right edge
+    wait for more audio), the LSTM carries its (h, c) state, and the last conv (kernel k, stride 1)
+    waits for its k // 2 frames of right context; the signal's two ends are reflect-padded as offline.
+    Lookahead: `lookahead_samples` (margin + (k // 2) * hop)."""
+
+    def __init__(self, encoder: SEANetEncoder):
+        n = encoder._num_conv_layers
+        tail = list(encoder.model[n:])
+        if not (len(tail) == 3 and isinstance(tail[0], SLSTM) and isinstance(tail[1], nn.ELU)
+                and isinstance(tail[2], SConv1d) and tail[2].conv.stride[0] == 1 and not tail[2].causal):
+            raise ValueError("Streaming needs a SEANet encoder whose conv stack ends in LSTM, ELU and a stride-1 conv.")
+        self.convs, (self.lstm, self.elu, self.last) = encoder.model[:n], tail
+        self.hop, self.margin = encoder.hop_length, encoder._margin()
+        k = (self.last.conv.kernel_size[0] - 1) * self.last.conv.dilation[0] + 1
+        self.context = (k - 1) // 2  # frames each side (the offline pad: (k - 1) - (k - 1) // 2 left, (k - 1) // 2 right)
+        self.left = (k - 1) - self.context
+        self.lookahead_samples = self.margin + self.context * self.hop
+        self.audio: Tensor | None = None  # samples from `audio_start` on
+        self.audio_start = 0
+        self.total = 0  # samples pushed
+        self.next_frame = 0  # first conv-stack frame not yet computed
+        self.state = None  # the LSTM's (h, c)
+        self.post: Tensor | None = None  # LSTM + ELU frames from `post_start` on [B, C, m]
+        self.post_start = 0
+        self.emitted = 0  # output frames returned so far
+
+    def _conv_frames(self, final: bool) -> Tensor | None:
+        """Conv-stack frames now final (all remaining ones if `final`)."""
+        n_frames = -(-self.total // self.hop) if final else max(0, (self.total - self.margin) // self.hop)
+        if n_frames <= self.next_frame:
+            return None
+        lo = max(0, self.next_frame * self.hop - self.margin)
+        y = self.convs(self.audio[..., lo - self.audio_start :])  # [B, C, frames of the window]
+        first = (self.next_frame * self.hop - lo) // self.hop
+        frames = y[..., first : first + n_frames - self.next_frame]
+        self.next_frame = n_frames
+        keep_from = max(0, self.next_frame * self.hop - self.margin)  # the next window's first sample
+        self.audio = self.audio[..., keep_from - self.audio_start :]
+        self.audio_start = keep_from
+        return frames
+
+    def _outputs(self, frames: Tensor | None, final: bool) -> Tensor:
+        if frames is not None:
+            h = frames.permute(2, 0, 1)  # [T, B, C]
+            y, self.state = self.lstm.lstm(h, self.state)
+            y = self.elu((y + h if self.lstm.skip else y).permute(1, 2, 0))  # [B, C, T]
+            self.post = y if self.post is None else torch.cat([self.post, y], dim=-1)
+        if self.post is None:
+            raise ValueError("SEANet stream: no audio was pushed.")
+        available = self.post_start + self.post.shape[-1]
+        end = available if final else available - self.context  # output frames [emitted, end) are final
+        if end <= self.emitted:
+            return self.post.new_zeros(self.post.shape[0], self.last.conv.out_channels, 0)
+        stop = end + (0 if final else self.context) - self.post_start
+        if self.emitted < self.left:  # the first frames' left context is the reflect-padded start (post_start is 0)
+            window = pad1d(self.post[..., :stop], self.left, self.context if final else 0, self.last.pad_mode)
+            window = window[..., self.emitted :]
+        else:
+            window = self.post[..., self.emitted - self.left - self.post_start : stop]
+            window = pad1d(window, 0, self.context if final else 0, self.last.pad_mode)
+        out = self.last.conv(window)  # [B, D, end - emitted]
+        self.emitted = end
+        keep_from = max(0, self.emitted - self.left)
+        self.post = self.post[..., keep_from - self.post_start :]
+        self.post_start = keep_from
+        return out
+
+    def push(self, x: Tensor) -> Tensor:
+        """x [B, channels, t] -> latent frames now final [B, D, k] (k may be 0)."""
+        with torch.inference_mode():
+            self.audio = x if self.audio is None else torch.cat([self.audio, x], dim=-1)
+            self.total += x.shape[-1]
+            frames = self._conv_frames(final=False)
+            if frames is None and self.post is None:
+                return x.new_zeros(x.shape[0], self.last.conv.out_channels, 0)
+            return self._outputs(frames, final=False)
+
+    def flush(self) -> Tensor:
+        """The remaining latent frames [B, D, k]; the stream ends here."""
+        if self.audio is None:
+            raise ValueError("SEANet stream: nothing to flush (push audio first).")
+        with torch.inference_mode():
+            return self._outputs(self._conv_frames(final=True), final=True)

@@ -34,6 +34,7 @@ from zoo.blocks.seanet import SEANetEncoder
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.streaming import OverlapAddDecoder
 
 PAPER = "arXiv:2408.16532"
 UPSTREAM = "https://github.com/jishengpeng/WavTokenizer"
@@ -254,33 +255,28 @@ class WavTokenizer(Tokenizer):
 
     def _decode_ids(self, ids: Tensor, chunk: int | None = None, overlap: int | None = None) -> Tensor:
         """ids [B, N] on the model's device -> audio [B, N * hop] (in overlapping windows if `chunk`)."""
-        n = ids.shape[1]
-        if chunk is not None:
-            overlap = int(chunk) // 4 if overlap is None else int(overlap)
-            if int(chunk) < 1 or not 0 <= overlap < int(chunk):
-                raise ValueError(f"WavTokenizer.decode: chunk_tokens must be >= 1 and 0 <= overlap_tokens < chunk_tokens; "
-                                 f"got {chunk} and {overlap}.")
-        with torch.inference_mode():
-            if chunk is None or n <= chunk:
+        if chunk is None:
+            with torch.inference_mode():
                 return self.features_to_audio(self.ids_to_features(ids))
-            hop, step = self.hop_length, int(chunk) - overlap
-            out = torch.zeros(ids.shape[0], n * hop, device=ids.device)
-            weight = torch.zeros(n * hop, device=ids.device)
-            ramp = torch.linspace(0, 1, overlap * hop + 2, device=ids.device)[1:-1]  # strictly inside (0, 1)
-            start = 0
-            while True:
-                end = min(start + int(chunk), n)
-                y = self.features_to_audio(self.ids_to_features(ids[:, start:end])).float()  # [B, (end - start) * hop]
-                w = torch.ones(y.shape[-1], device=ids.device)
-                if start > 0 and overlap:
-                    w[: overlap * hop] = ramp  # fade in over the overlap with the previous window
-                if end < n and overlap:
-                    w[-overlap * hop :] *= ramp.flip(0)  # fade out over the next one's
-                out[:, start * hop : end * hop] += y * w
-                weight[start * hop : end * hop] += w
-                if end == n:
-                    return out / weight
-                start += step
+        stream = OverlapAddDecoder(self._decode_window, self.hop_length, chunk, overlap)
+        return torch.cat([stream.push(ids), stream.flush()], dim=-1)
+
+    def _decode_window(self, ids: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.features_to_audio(self.ids_to_features(ids))
+
+    # -- streaming -----------------------------------------------------------------------------
+    def stream_encoder(self) -> "WavTokenizerEncoderStream":
+        """Encode audio chunk by chunk: `s.push(audio [B, 1, t] at 24 kHz) -> Tokens` (the ids now final),
+        then `s.flush()`. Exactly the offline ids (the encoder's convs see a receptive-field margin, the
+        LSTM carries its state); lookahead `s.lookahead_samples`. No resampling: feed the model's rate."""
+        return WavTokenizerEncoderStream(self)
+
+    def stream_decoder(self, chunk_tokens: int = 100, overlap_tokens: int | None = None) -> OverlapAddDecoder:
+        """Decode tokens chunk by chunk: `s.push(ids [B, n]) -> audio [B, m]` (the samples now final), then
+        `s.flush()`. Equal to `decode(tokens, chunk_tokens=, overlap_tokens=)`; windows, not one pass (the
+        attention prelude sees the whole input offline), so not equal to `decode(tokens)`: see NOTES.md."""
+        return OverlapAddDecoder(self._decode_window, self.hop_length, chunk_tokens, overlap_tokens)
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Training path: audio [B, 1, T] at 24 kHz -> reconstruction [B, 1, T], tokens, VQ losses.
@@ -332,6 +328,35 @@ def _check_lengths(lengths, x) -> list[int]:
     if int(lens.min()) < 1 or int(lens.max()) > t:
         raise ValueError(f"WavTokenizer.encode: lengths must lie in [1, {t}] (the padded length); got {lens.tolist()}.")
     return [int(n) for n in lens.tolist()]
+
+
+class WavTokenizerEncoderStream:
+    """`WavTokenizer.stream_encoder()`: audio pushed in chunks -> ids, equal to the offline encode."""
+
+    def __init__(self, model: WavTokenizer):
+        self.model = model
+        self.encoder = model.encoder.stream()
+        self.lookahead_samples = self.encoder.lookahead_samples
+        self.num_samples = 0
+
+    def _tokens(self, latent: Tensor) -> Tokens:
+        with torch.inference_mode():
+            ids = self.model.quantizer.codes_to_ids(latent.transpose(1, 2))  # [B, k]
+        meta = self.model.token_meta(sample_rate=self.model.cfg.sample_rate, hop_length=self.model.hop_length)
+        return Tokens(ids=ids.long(), layout="1d", meta=meta)
+
+    def push(self, audio: Tensor) -> Tokens:
+        """audio [B, 1, t] in [-1, 1] at the model's rate -> Tokens of the frames now final ([B, k], k >= 0)."""
+        x = prepare_audio(audio, name="WavTokenizer stream", sample_rate=self.model.cfg.sample_rate,
+                          model_rate=self.model.cfg.sample_rate).to(self.model.device)
+        self.num_samples += int(x.shape[-1])
+        return self._tokens(self.encoder.push(x))
+
+    def flush(self) -> Tokens:
+        """The remaining frames; meta["num_samples"] gives the stream's length for decode."""
+        tokens = self._tokens(self.encoder.flush())
+        tokens.meta["num_samples"] = self.num_samples
+        return tokens
 
 
 # ----------------------------------------------------------------------------------------------
