@@ -87,3 +87,11 @@ def test_tokens_file_round_trip_decodes_the_same(tiny, tmp_path):
         return y if isinstance(y, torch.Tensor) else torch.stack(list(y))
 
     assert torch.allclose(dec(t), dec(u))
+
+
+def test_streaming_is_offered_or_refused_by_name(tiny):
+    if tiny.family in ("wavtokenizer", "xy_tokenizer"):
+        assert tiny.stream_encoder() is not None and tiny.stream_decoder() is not None
+    else:
+        with pytest.raises(NotImplementedError, match="WavTokenizer and XY-Tokenizer"):
+            tiny.stream_encoder()

@@ -384,6 +384,14 @@ class Tokenizer(nn.Module):
             self.compiled = True
         return self
 
+    def stream_encoder(self):
+        """Audio families: a stateful encoder, `push(chunk) -> Tokens` of what is final, then `flush()`."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming encoder; WavTokenizer and XY-Tokenizer have one.")
+
+    def stream_decoder(self, *args, **kwargs):
+        """Audio families: a stateful decoder, `push(ids) -> audio` of what is final, then `flush()`."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming decoder; WavTokenizer and XY-Tokenizer have one.")
+
     def autocast(self):
         """The scope encode and decode run in: autocast at `self.precision` on the model's device."""
         return runtime.autocast(self.device, self._precision)

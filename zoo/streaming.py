@@ -70,3 +70,36 @@ class OverlapAddDecoder:
         out = self._window(self.buffer, final=True)
         self.buffer = None
         return out
+
+
+class HopWindowStream:
+    """For codecs that run long inputs as windows of `window` units starting every `hop` units, each
+    window keeping its first `hop` units' output (XY-Tokenizer's encoder and decoder, as upstream).
+    `push(x [..., n])` returns the output of every window whose input is complete (a later sample cannot
+    change it); `flush()` runs the offline call on the rest, which starts on a window boundary, so the
+    concatenation equals the offline result exactly. Latency: one window.
+
+    one_window(x [..., window]) -> output of a full window; its first `keep` output units are final.
+    offline(x [..., n]) -> output of the tail (None when the tail is too short to produce any)."""
+
+    def __init__(self, one_window: Callable[[Tensor], Tensor], offline: Callable[[Tensor], Tensor | None],
+                 window: int, hop: int, keep: int):
+        self.one_window, self.offline = one_window, offline
+        self.window, self.hop, self.keep = int(window), int(hop), int(keep)
+        self.buffer: Tensor | None = None  # input from the current window's start on
+
+    def push(self, x: Tensor) -> list[Tensor]:
+        """-> the outputs now final, one per completed window (possibly none)."""
+        self.buffer = x if self.buffer is None else torch.cat([self.buffer, x], dim=-1)
+        out = []
+        while self.buffer.shape[-1] >= self.window:
+            out.append(self.one_window(self.buffer[..., : self.window])[..., : self.keep])
+            self.buffer = self.buffer[..., self.hop :]
+        return out
+
+    def flush(self) -> list[Tensor]:
+        if self.buffer is None:
+            raise ValueError("Streaming: nothing to flush (push input first).")
+        tail, self.buffer = self.buffer, None
+        y = self.offline(tail) if tail.shape[-1] else None
+        return [] if y is None else [y]

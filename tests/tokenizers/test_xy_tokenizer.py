@@ -192,3 +192,26 @@ def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
     save_file(sd, str(tmp_path / "w.safetensors"))
     with pytest.raises(ValueError, match="XY-Tokenizer checkpoint"):
         zoo.convert("xy_tokenizer", checkpoint=tmp_path / "w.safetensors")
+
+
+def test_streams_equal_offline_encode_and_decode():
+    """Upstream's windows (here 3 s every 2 s, to stay fast): a window is final once its input is in."""
+    import dataclasses
+
+    from zoo.tokenizers.xy_tokenizer import TINY_CONFIG, XYTokenizer
+
+    torch.manual_seed(0)
+    tok = XYTokenizer(dataclasses.replace(TINY_CONFIG, window_seconds=3, window_hop_seconds=2)).eval()
+    sr, t = tok.sample_rate, int(tok.sample_rate * 7.3)
+    x = 0.1 * torch.randn(2, 1, t, generator=torch.Generator().manual_seed(0))
+    offline = tok.encode(x, sample_rate=sr)
+    stream = tok.stream_encoder()
+    assert stream.lookahead_samples == 3 * sr
+    parts = [stream.push(x[..., p : p + 5000]) for p in range(0, t, 5000)]
+    last = stream.flush()
+    ids = torch.cat([p.ids for p in parts] + [last.ids], dim=-1)
+    assert torch.equal(ids, offline.ids) and last.meta["num_samples"] == t
+    audio = tok.decode(offline)
+    dec = tok.stream_decoder()
+    pieces = [dec.push(ids[..., p : p + 17]) for p in range(0, ids.shape[-1], 17)] + [dec.flush()]
+    assert torch.equal(torch.cat(pieces, dim=-1), audio)

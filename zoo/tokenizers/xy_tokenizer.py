@@ -42,6 +42,7 @@ from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_fro
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.streaming import HopWindowStream
 
 PAPER = "arXiv:2506.23325"
 UPSTREAM = "https://github.com/gyt1145028706/XY-Tokenizer"
@@ -611,6 +612,18 @@ class XYTokenizer(Tokenizer):
         feats = self.acoustic_decoder(h, lens * self.cfg.upsample)  # [B, n_mels, 8T]
         return self.head(self.vocos(feats))  # [B, 8T * hop]
 
+    # -- streaming ------------------------------------------------------------------------------
+    def stream_encoder(self) -> "XYEncoderStream":
+        """Encode audio chunk by chunk: `s.push(audio [B, 1, t] at 16 kHz) -> Tokens`, then `s.flush()`.
+        Exactly the offline ids: a 30 s window is encoded once all its audio is in (lookahead: one window,
+        `s.lookahead_samples`), the rest at flush. No resampling: feed the model's rate."""
+        return XYEncoderStream(self)
+
+    def stream_decoder(self) -> "XYDecoderStream":
+        """Decode tokens chunk by chunk: `s.push(ids [B, Q, n]) -> audio [B, 1, m]`, then `s.flush()`.
+        Exactly the offline decode: a window of 375 codes is decoded once all its codes are in."""
+        return XYDecoderStream(self)
+
     # -- training forward -----------------------------------------------------------------------
     def forward(self, audio: Tensor, sample_rate: int | None = None) -> TokenizerOutput:
         """Differentiable pass for clips of at most one window: recon [B, 1, T'] at the output rate
@@ -922,3 +935,70 @@ FAMILY = FamilySpec(
     description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.",
     tiny_config=TINY_CONFIG,
 )
+
+
+class XYEncoderStream:
+    """`XYTokenizer.stream_encoder()`: equal to the offline encode of the whole stream (upstream's windows)."""
+
+    def __init__(self, model: XYTokenizer):
+        cfg = model.cfg
+        self.model, self.num_samples = model, 0
+        self.lookahead_samples = cfg.window_samples
+        self.windows = HopWindowStream(self._one_window, self._tail, cfg.window_samples,
+                                       cfg.window_hop_seconds * cfg.sample_rate, cfg.hop_codes)
+
+    def _one_window(self, wav: Tensor) -> Tensor:  # [B, window] -> ids [B, Q, window codes]
+        with torch.inference_mode(), self.model.autocast():
+            return self.model._encode_windows(wav, torch.full((wav.shape[0],), wav.shape[-1], device=wav.device))
+
+    def _tail(self, wav: Tensor) -> Tensor | None:
+        if wav.shape[-1] < self.model.cfg.samples_per_code:
+            return None  # offline drops a trailing partial code frame too
+        return self.model.encode(wav[:, None], sample_rate=self.model.sample_rate).ids
+
+    def _tokens(self, parts: list[Tensor], b: int) -> Tokens:
+        q = self.model.cfg.num_quantizers
+        ids = torch.cat(parts, dim=-1) if parts else torch.zeros(b, q, 0, dtype=torch.long, device=self.model.device)
+        meta = self.model.token_meta(sample_rate=self.model.sample_rate, frame_rate=self.model.frame_rate)
+        return Tokens(ids=ids.long(), layout="rvq", meta=meta)
+
+    def push(self, audio: Tensor) -> Tokens:
+        """audio [B, 1, t] in [-1, 1] at the model's rate -> Tokens of the codes now final ([B, Q, k], k >= 0)."""
+        x = prepare_audio(audio, name="XYTokenizer stream", sample_rate=self.model.sample_rate,
+                          model_rate=self.model.sample_rate).to(self.model.device)
+        self.num_samples += int(x.shape[-1])
+        return self._tokens(self.windows.push(x[:, 0]), x.shape[0])
+
+    def flush(self) -> Tokens:
+        b = self.windows.buffer.shape[0] if self.windows.buffer is not None else 1
+        tokens = self._tokens(self.windows.flush(), b)
+        tokens.meta["num_samples"] = self.num_samples
+        return tokens
+
+
+class XYDecoderStream:
+    """`XYTokenizer.stream_decoder()`: equal to the offline decode of the whole token stream."""
+
+    def __init__(self, model: XYTokenizer):
+        cfg = model.cfg
+        self.model = model
+        self.windows = HopWindowStream(self._one_window, self._tail, cfg.window_codes, cfg.hop_codes,
+                                       cfg.hop_codes * cfg.output_samples_per_code)
+
+    def _one_window(self, ids: Tensor) -> Tensor:  # [B, Q, window codes] -> audio [B, 1, n]
+        with torch.inference_mode(), self.model.autocast():
+            lens = torch.full((ids.shape[0],), ids.shape[-1], device=ids.device)
+            return self.model._decode_window(ids, lens)[:, None].float()
+
+    def _tail(self, ids: Tensor) -> Tensor:
+        return self.model.decode(Tokens(ids=ids, layout="rvq", meta={"family": self.model.family}))
+
+    def push(self, ids: Tensor) -> Tensor:
+        """ids [B, Q, n] -> audio [B, 1, m] now final (m may be 0)."""
+        self.model.check_tokens(Tokens(ids=ids, layout="rvq"))
+        parts = self.windows.push(ids.to(self.model.device))
+        return torch.cat(parts, dim=-1) if parts else torch.zeros(ids.shape[0], 1, 0, device=self.model.device)
+
+    def flush(self) -> Tensor:
+        parts = self.windows.flush()
+        return torch.cat(parts, dim=-1) if parts else torch.zeros(1, 1, 0, device=self.model.device)
