@@ -4,7 +4,11 @@
     PYTHONPATH=. python benchmarks/eval_speech.py wavtokenizer-tiny-24k
     PYTHONPATH=. python benchmarks/eval_speech.py runs/xy_tokenizer/tiny-16k/final
 
-Held-out data (never in recipes/xy_tokenizer/tiny-cpu.yaml's training folders): every clip of Debian
+What `zoo eval NAME /usr/share/klettres --split speech` does not: the codec2 baseline, PESQ skipped per
+clip, the conversation clip scored apart. Cards are not written here: `--json` writes the numbers, which
+models/README.md says how to copy into a model's metrics.json.
+
+Held-out data (`speech:` of recipes/splits.yaml; never in the audio recipes' training folders): every clip of Debian
 klettres-data's `en/` and `de/` folders (letters and syllables, 109 clips), and samples/speech_16k.wav
 (10 s of conversation). Each clip is resampled to 16 kHz mono, encoded and decoded one at a time (the
 model resamples to its own rate), and the output is resampled back to 16 kHz; the reference is cut to the
@@ -40,9 +44,10 @@ import torch
 import zoo
 from zoo.media.audio import load_audio, resample, to_mono
 from zoo.metrics import audio as M
+from zoo.pipelines.splits import heldout
 
 REPO = Path(__file__).resolve().parents[1]
-HELD_OUT_LANGS = ("en", "de")
+HELD_OUT_LANGS = tuple(e for e in heldout("speech") if e != "speech_16k")  # recipes/splits.yaml: en, de
 RATE = 16000
 
 
@@ -113,10 +118,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--klettres", default="/usr/share/klettres")
     ap.add_argument("--codec2", nargs="*", default=["700C", "1200"], help="codec2 modes for the baseline ('' for none)")
     ap.add_argument("--json", help="write the full results here")
-    ap.add_argument("--publish", help="save the model here (save_pretrained) with a card holding these numbers, plus "
-                    "metrics.json {metrics, command} for `zoo cards` (e.g. models/xy_tokenizer/tiny-16k)")
-    ap.add_argument("--variant", help="catalogue name recorded in the published card (e.g. xy-tokenizer-tiny-16k)")
-    ap.add_argument("--training-note", default="", help="how the model was trained (data, steps, wall time), for the card")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -126,8 +127,6 @@ def main(argv=None) -> dict:
     out_rate = getattr(tok, "output_sample_rate", tok.sample_rate)  # XY-Tokenizer may decode at another rate
     sets = held_out_clips(Path(args.klettres))
     bps = tok.token_rate * math.log2(tok.codebook_size)
-    if args.variant:
-        tok.variant = args.variant
     systems = {f"{tok.variant or args.model} ({bps:g} bps)": None}
     modes = [m for m in args.codec2 if m]
     if modes and shutil.which("c2enc") is None:
@@ -163,19 +162,6 @@ def main(argv=None) -> dict:
               "codec2_delay_samples": delays, "seconds": round(time.perf_counter() - t0, 1), "command": command}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.publish:
-        names = {"klettres": "klettres en+de", "conversation": "speech_16k.wav"}
-        flat = {f"{system}, {names[set_name]}: {k}": v for system, sets_ in results.items()
-                for set_name, r in sets_.items() for k, v in r.items() if k in ("pesq_wb", "pesq_nb", "stoi", "mel_distance")}
-        out = Path(args.publish)
-        held = (f"Held out (never trained on): klettres-data {', '.join(l + '/' for l in HELD_OUT_LANGS)} "
-                f"({len(sets['klettres'])} clips of letters and syllables) and samples/speech_16k.wav (10 s conversation). "
-                "Baseline: codec2 (Debian `codec2`, 8 kHz parametric codec; delay-compensated) at 700 and 1200 bps. "
-                "STOI gives 1e-5 on clips too short once silence is removed (the same clips for every system); the mel "
-                "distance (80 mels up to 8 kHz) also charges codec2 for the 4-8 kHz band it does not code. "
-                f"Measured with `{command}`.")
-        tok.save_pretrained(out, metrics=flat, training=(args.training_note + "\n\n" + held).strip())
-        (out / "metrics.json").write_text(json.dumps({"metrics": flat, "command": command}, indent=2) + "\n")
     return report
 
 

@@ -1,6 +1,9 @@
-"""Measure a trained VAT on held-out meshes and publish it as an embedded default (card + metrics.json).
+"""Measure a trained VAT on the held-out meshes of recipes/splits.yaml; writes REPORT_DIR/metrics.json.
 
-    python benchmarks/eval_vat_tiny.py RUN_FINAL_DIR OUT_DIR [--heldout data/meshes/vat/heldout] [--resolution 64]
+    python benchmarks/eval_vat_tiny.py MODEL REPORT_DIR [--heldout data/meshes/vat/heldout] [--resolution 64]
+
+`zoo eval` measures images and audio; 3D shapes are measured here until it takes them. No card is written:
+copy REPORT_DIR/metrics.json ({"metrics", "command"}) into models/vat/<variant>/ (models/README.md).
 
 For each held-out mesh (normalised into [-0.9, 0.9]^3, surface sampled with the model's num_points,
 seed 0): encode -> decode at the grid resolution -> marching cubes, then against the original surface
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 
 import zoo
 from zoo.media import mesh as M
+from zoo.pipelines.splits import heldout
 from zoo.metrics.shape import chamfer_distance, f_score, volume_iou
 
 SAMPLES = 20_000
@@ -89,13 +93,13 @@ def main(argv=None):
     p.add_argument("out")
     p.add_argument("--heldout", default="data/meshes/vat/heldout")
     p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--training", default="")
     args = p.parse_args(argv)
 
     tok = zoo.load(args.model)
     tok.variant = "vat-tiny"
     r = args.resolution
-    files = sorted(f for f in Path(args.heldout).iterdir() if f.suffix.lower() in M.MESH_SUFFIXES)
+    held = heldout("meshes")  # recipes/splits.yaml
+    files = sorted(f for f in Path(args.heldout).iterdir() if f.suffix.lower() in M.MESH_SUFFIXES and f.stem in held)
     bits = tok.token_rate * math.log2(tok.codebook_size)
     rows = {"vat": [], "vat_first3": [], "vae": [], "voxel": []}
     t0 = time.time()
@@ -129,15 +133,13 @@ def main(argv=None):
                            f"directions) and F-score from {SAMPLES} surface samples per mesh; shapes in [-0.9,0.9]^3")
     metrics["paper target (Objaverse, 512-byte setting)"] = "F-score 92% (not comparable: other data, thresholds, size)"
     command = "python benchmarks/eval_vat_tiny.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    tok.save_pretrained(out, metrics=metrics, training=args.training or None,
-                        description=zoo.registry.lookup("vat-tiny")[1].description)
+    out = Path(args.out)  # a report folder: cards are written by `zoo cards` / save_pretrained only
     from zoo.io import atomic_write_text
 
     atomic_write_text(out / "metrics.json", json.dumps({"metrics": metrics, "command": command,
                                                         "per_mesh": _no_nan(rows)}, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
-    print(f"evaluated {len(files)} meshes in {time.time() - t0:.0f} s; wrote {out}")
+    print(f"evaluated {len(files)} meshes in {time.time() - t0:.0f} s; wrote {out / 'metrics.json'}")
 
 
 if __name__ == "__main__":

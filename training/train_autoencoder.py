@@ -16,12 +16,13 @@ optimiser, same optim settings); the LM is neither trained nor saved.
 
 3D tokenizers (VAT) train on `data.kind: mesh_folder` batches ({"x", "queries", "occupancy"}): the
 model computes its own losses (occupancy BCE, KL, commitment), weighted by `quantizer`, and a stage
-with `continuous: true` trains it without its quantiser (the model's `set_continuous`).
+with `continuous: true` trains it without its quantiser (the family's `set_continuous` hook).
 
 One-D-Piece / TiTok's stage 1 trains on a proxy teacher's codes (`loss.proxy_teacher`): `proxy` (cross-entropy on
 them), `proxy_render` (the model's pixel decoder renders them: a decoder for a teacher that has none) and
 `proxy_decode` (the teacher's own decoder renders the model's proxy-code probabilities; the patch k-means
 stand-in's centroid mix). One-D-Piece's `set_continuous` is a warm-up: the decoder reads unquantised latents.
+These family-specific passes are chosen by family name in zoo/train/families.py (`HOOKS`).
 
 Each step: the generator's micro-batches (forward, loss, backward; the discriminator's own gradients
 from this pass are discarded), one generator update; then, in adversarial stages, the
@@ -29,7 +30,6 @@ discriminator's micro-batches on real and detached generated batches, one discri
 """
 
 
-import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -42,9 +42,10 @@ from zoo.train import distributed as zd
 from zoo.train import losses as L
 from zoo.train.data import DataConfig
 from zoo.train.discriminators import build_discriminator
+from zoo.train.families import families_with, hooks
 from zoo.train.loop import accumulate, begin, fit, prepare, update
 from zoo.train.optim import OptimConfig
-from zoo.train.proxy import load_teacher
+from zoo.train.proxy import PatchKMeansTeacher, load_teacher
 from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
 from zoo.train.semantic_lm import ASRAlignment, build_lm
 
@@ -153,9 +154,10 @@ def needs_recon(w: LossWeights) -> bool:
 
 
 def check_stages(stages: tuple[Stage, ...], model, kind: str) -> None:
-    if any(s.continuous for s in stages) and not hasattr(model, "set_continuous"):
-        raise ValueError(f"A stage has continuous: true, but {type(model).__name__} has no set_continuous(); "
-                         "only tokenizers with a bypassable quantiser (VAT, One-D-Piece) train that way.")
+    if any(s.continuous for s in stages) and hooks(model.family).set_continuous is None:
+        raise ValueError(f"A stage has continuous: true, but {type(model).__name__} (family {model.family!r}) has no "
+                         "set_continuous hook; only tokenizers with a bypassable quantiser "
+                         f"({', '.join(families_with('set_continuous'))}) train that way.")
     if kind == "mesh_folder":
         used = sorted({t for s in stages for t in MEDIA_TERMS if getattr(s.weights, t)})
         if used:
@@ -189,6 +191,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     info, log, precision = begin("train_autoencoder", cfg, env)
     stages, accum, clip = cfg.loss.stages, cfg.train.grad_accum, cfg.train.clip_grad_norm
     model = build_tokenizer(cfg.model)
+    family = hooks(model.family)
     check_stages(stages, model, cfg.data.kind)
     lm, semantic = (build_semantic(cfg.loss.semantic, model, cfg.data.text, info.device)
                     if any(s.weights.semantic for s in stages) else (None, None))
@@ -198,15 +201,16 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             raise ValueError("A loss stage weights `proxy`, `proxy_render` or `proxy_decode`, but loss.proxy_teacher "
                              "names no teacher file; give the official maskgit-vqgan-imagenet-f16-256.bin "
                              "(fun-research/TiTok) or write a stand-in with training/fit_proxy_teacher.py.")
-        if "proxy_ids" not in inspect.signature(model.forward).parameters:
-            raise ValueError(f"A loss stage weights `proxy`, but {type(model).__name__}.forward takes no proxy_ids "
-                             "(proxy-code training is One-D-Piece's / TiTok's stage 1).")
+        if family.proxy_forward is None:
+            raise ValueError(f"A loss stage weights `proxy`, but {type(model).__name__} (family {model.family!r}) has "
+                             "no proxy_forward hook (proxy-code training is One-D-Piece's / TiTok's stage 1; "
+                             f"families with it: {', '.join(families_with('proxy_forward'))}).")
         teacher = load_teacher(cfg.loss.proxy_teacher).to(info.device)
-        classes = getattr(getattr(model, "cfg", None), "proxy_codebook_size", None)
+        classes = family.proxy_classes(model) if family.proxy_classes else None
         if classes is not None and teacher.num_codes != classes:
             raise ValueError(f"The proxy teacher {cfg.loss.proxy_teacher} gives {teacher.num_codes} codes, but the model "
                              f"predicts {classes} (model.config.proxy_codebook_size); make them equal.")
-        if any(s.weights.proxy_decode for s in stages) and not hasattr(teacher, "decode"):
+        if any(s.weights.proxy_decode for s in stages) and not isinstance(teacher, PatchKMeansTeacher):
             raise ValueError(f"A loss stage weights `proxy_decode`, but the proxy teacher {cfg.loss.proxy_teacher} "
                              f"({type(teacher).__name__}) has no decoder here; use a patch k-means teacher "
                              "(training/fit_proxy_teacher.py) or drop the weight.")
@@ -241,8 +245,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         x, text = item
         proxy_terms = {}
         if w.proxy or w.proxy_render or w.proxy_decode:
-            out = model(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
-                        proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w))
+            out = family.proxy_forward(model, x, teacher(x) if w.proxy or w.proxy_render else None,
+                                       teacher.decode if w.proxy_decode else None, needs_recon(w))
             out.losses = dict(out.losses)
             proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode") if k in out.losses}
         else:
@@ -279,8 +283,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     def step(i, next_batch):
         stage = stage_at(stages, i)
         w = stage.weights
-        if hasattr(inner, "set_continuous"):
-            inner.set_continuous(stage.continuous)
+        if family.set_continuous is not None:
+            family.set_continuous(inner, stage.continuous)
         use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
         micro, texts = zip(*(split_text(next_batch()) for _ in range(accum)))
         micro = [to_device(x, info.device) for x in micro]

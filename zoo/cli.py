@@ -434,6 +434,8 @@ def cmd_cards(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    import shlex
+
     from zoo.pipelines.evaluate import evaluate
 
     if len(args.args) < 2:
@@ -445,7 +447,9 @@ def cmd_eval(args) -> int:
     _out_dir(args.report, [data] if Path(data).exists() else [])
     try:
         result = evaluate(toks, [data], args.report, max_items=args.max_items, samples=args.samples,
-                          rfid=not args.no_rfid, progress=not args.quiet)
+                          rfid=not args.no_rfid, progress=not args.quiet, split=args.split, crop=args.crop,
+                          num_tokens=args.num_tokens, steps=args.steps, seed=args.seed,
+                          command="zoo " + shlex.join(args.argv))
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"zoo: {e}")
     for name, entry in result["tokenizers"].items():
@@ -578,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-items", type=int, default=16)
     s.add_argument("--samples", type=int, default=4, help="items shown in the report")
     s.add_argument("--no-rfid", action="store_true", help="skip rFID (the Inception network is slow on CPU)")
+    s.add_argument("--split", choices=("photos", "speech"), help="measure only the held-out items of recipes/splits.yaml")
+    s.add_argument("--crop", type=int, help="cut images into CROP x CROP tiles (CROP/2 grid) instead of resizing them")
+    s.add_argument("--num-tokens", type=int, nargs="+", help="prefix lengths of variable-length families' curves")
+    s.add_argument("--steps", type=int, nargs="+", help="sampler steps of stochastic decoders (one entry per value)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed of stochastic decoders")
     s.add_argument("--quiet", "-q", action="store_true")
     runtime_args(s)
     s.set_defaults(fn=cmd_eval)
@@ -607,12 +616,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by zoo eval in card/<name>.json
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
         raise SystemExit("zoo: --batch-size must be at least 1.")
     for flag in ("num_workers", "shard_size", "num_tokens", "steps"):
         least = 0 if flag == "num_workers" else 1
         v = getattr(args, flag, None)
-        if v is not None and v < least:
+        if v is not None and min(v if isinstance(v, list) else [v]) < least:
             raise SystemExit(f"zoo: --{flag.replace('_', '-')} must be at least {least}; got {v}.")
     try:
         return int(args.fn(args) or 0)

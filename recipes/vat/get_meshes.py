@@ -1,5 +1,6 @@
-"""Prepare VAT's real training meshes: Debian libcgal-demo's sample meshes + glmark2's bunny, with a
-fixed held-out split. Writes data/meshes/vat/{train,heldout}/ (copies of the original files).
+"""Prepare VAT's real training meshes: Debian libcgal-demo's sample meshes + glmark2's bunny, with the
+held-out split of recipes/splits.yaml (`meshes:`). Writes data/meshes/vat/{train,heldout}/ (copies of the
+original files); measure with `zoo eval models/vat/tiny data/meshes/vat/heldout --split meshes --report DIR`.
 
     apt-get install -y libcgal-demo glmark2-data   # once (Debian)
     python recipes/vat/get_meshes.py [OUT_DIR]     # default data/meshes/vat
@@ -15,15 +16,19 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from zoo.pipelines.splits import heldout
+
 CGAL_TAR = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
 BUNNY = Path("/usr/share/glmark2/models/bunny.obj")
 TRAIN = ("anchor_dense", "armadillo", "bear", "blobby", "boeing", "bones", "bull", "camel", "cheese",
          "couplingdown", "dino", "elephant", "ellipe0.003", "fandisk", "femur", "handle", "knot", "knot2", "man",
          "retinal", "turbine")
-HELDOUT = ("cow", "elk", "hand", "homer", "knot1", "rotor_small", "triceratops")
+HELDOUT = heldout("meshes")  # cow, elk, hand, homer, knot1, rotor_small, triceratops
 
 
 def main(out: Path) -> None:
+    if set(TRAIN) & set(HELDOUT):
+        sys.exit(f"recipes/splits.yaml holds out {sorted(set(TRAIN) & set(HELDOUT))}; take them out of TRAIN.")
     for f in (CGAL_TAR, BUNNY):
         if not f.is_file():
             sys.exit(f"{f} is missing: apt-get install -y libcgal-demo glmark2-data")

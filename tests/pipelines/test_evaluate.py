@@ -61,3 +61,72 @@ def test_eval_rejects_mixed_modalities_and_empty_data(toy_registry, tmp_path):
         cli.main(["eval", str(tmp_path / "m"), str(tmp_path / "empty"), "--report", str(tmp_path / "r"), "-q"])
     with pytest.raises(SystemExit, match="model names, then the data"):
         cli.main(["eval", str(tmp_path / "m"), "--report", str(tmp_path / "r")])
+
+
+def _heldout_folder(root: Path, size=(64, 96), extra=("train_photo",)) -> Path:
+    """The held-out photo names of recipes/splits.yaml (plus photos not held out), as small PNGs."""
+    from zoo.pipelines.splits import heldout
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size[0]), torch.linspace(0, 1, size[1]), indexing="ij")
+    for name in (*heldout("photos"), *extra):
+        img = torch.stack([xx, yy, xx * yy]) * 0.8 + 0.2 * torch.rand(3, *size, generator=g)
+        media.save_image(root / f"{name}.png", img)
+    return root
+
+
+def test_eval_split_crops_steps_and_card_metrics(toy_registry, tmp_path):
+    from toy_family import ToyConfig, ToyTokenizer
+
+    from zoo.pipelines.evaluate import evaluate
+    from zoo.pipelines.splits import heldout
+
+    class SampledToy(ToyTokenizer):  # a stochastic decoder's signature: steps= and generator=
+        seen = []
+
+        def decode(self, tokens, steps=None, generator=None):
+            self.seen.append((steps, generator.initial_seed()))
+            return super().decode(tokens)
+
+    torch.manual_seed(0)
+    tok = SampledToy(ToyConfig(image_size=32)).eval()
+    folder = _heldout_folder(tmp_path / "photos")
+    r = evaluate({"toy": tok}, [folder], tmp_path / "report", split="photos", crop=32, steps=[1, 3], seed=7,
+                 rfid=False, progress=False, command="zoo eval toy photos --split photos")
+    names = heldout("photos")
+    assert sorted(r["items"]) == sorted(f"{n}.png" for n in names)  # train_photo.png is not held out
+    assert set(r["tokenizers"]) == {"toy @ 1 steps", "toy @ 3 steps"}
+    assert {s for s, _ in SampledToy.seen} == {1, 3} and {g for _, g in SampledToy.seen} == {7}
+    rows = r["tokenizers"]["toy @ 3 steps"]["per_item"]
+    assert len(rows) == len(names) * 3 * 5 and rows[0]["item"].endswith("@0,0")  # 64x96: 3 x 5 crops on a 16 grid
+    thumbs = r["baselines"]["thumbnail"]
+    assert [t["side"] for t in thumbs] == [1, 2, 4, 8, 16] and thumbs[0]["psnr"] < thumbs[-1]["psnr"]
+    assert thumbs[0]["bits"] == 24
+    card = json.loads((tmp_path / "report" / "card" / f"{cli_slug('toy @ 3 steps')}.json").read_text())
+    assert card["command"] == "zoo eval toy photos --split photos"
+    assert "held-out photos split" in card["metrics"]["held-out data"] and card["metrics"]["decode"] == "steps=3, seed 7"
+    assert card["metrics"]["psnr"] == round(r["tokenizers"]["toy @ 3 steps"]["mean"]["psnr"], 4)
+    (folder / "rocket.png").unlink()
+    with pytest.raises(ValueError, match="holds out .*rocket"):
+        evaluate({"toy": tok}, [folder], tmp_path / "r2", split="photos", rfid=False, progress=False)
+
+
+def test_eval_curve_of_a_variable_length_model_at_chosen_token_counts(tmp_path):
+    """The embedded One-D-Piece decodes any prefix: `num_tokens` picks the curve's points (CLI path)."""
+    folder = _heldout_folder(tmp_path / "photos", extra=())
+    model = Path(__file__).resolve().parents[2] / "models" / "one_d_piece" / "tiny-64"
+    rc = cli.main(["eval", str(model), str(folder), "--report", str(tmp_path / "report"), "-q", "--no-rfid",
+                   "--split", "photos", "--crop", "64", "--num-tokens", "1", "4", "--max-items", "2"])
+    assert rc == 0
+    m = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    entry = m["tokenizers"][str(model)]
+    assert [p["num_tokens"] for p in entry["curve"]] == [1, 4] and len(entry["per_item"]) == 2 * 2  # 64x96: two 64x64 crops each
+    card = json.loads((tmp_path / "report" / "card" / f"{cli_slug(str(model))}.json").read_text())
+    assert card["command"].startswith("zoo eval ") and "--split photos" in card["command"]
+    assert "PSNR / SSIM at 4 tokens" in " ".join(card["metrics"])
+
+
+def cli_slug(name: str) -> str:
+    from zoo.pipelines.evaluate import _slug
+
+    return _slug(name)

@@ -1,9 +1,17 @@
 """Measure tokenizers on a dataset: metrics.json, report.html with samples, rate-distortion plots.
 
 `zoo eval NAME [NAME ...] DATA --report DIR`. Images: PSNR, SSIM, ST-LPIPS, rFID, next to JPEG and
-WebP (Pillow) at the same bytes; audio: PESQ, STOI, mel distance, SI-SDR. Variable-length families
-(those whose `encode` takes `num_tokens`) get a curve over token counts. A metric whose package or
+WebP (Pillow) at several qualities and raw 8-bit thumbnails (1x1 .. 16x16, bicubic upsampling); audio:
+PESQ (wide and narrow band), STOI, mel distance, SI-SDR. Variable-length families (those with
+`max_tokens`) get a curve over token counts (`num_tokens=` to choose them). A metric whose package or
 network is missing is listed under "unavailable" rather than silently dropped.
+
+The one evaluation path of the project: `split=` keeps only the held-out items of recipes/splits.yaml
+(`--split photos`), `crop=` cuts each image into crop x crop tiles on a crop/2 grid (tiny models' native
+size), `steps=` decodes stochastic decoders (FlexTok, Selftok) at each given number of sampler steps with
+a fixed `seed`. Besides metrics.json and report.html, `card/<name>.json` holds each tokenizer's means in
+the form `zoo cards` reads; copying one into models/<family>/<variant>/metrics.json is the documented
+step (models/README.md) that puts measured numbers on a card. Nothing here writes a card.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from zoo.io import atomic_write, atomic_write_text
 from zoo.pipelines import discover, read_item
 
 JPEG_QUALITIES = (5, 10, 20, 35, 50, 75, 90)
+THUMBNAIL_SIDES = (1, 2, 4, 8, 16)  # raw 8-bit RGB thumbnails: 24 * side^2 bits
 
 
 def _bits_per_token(tok) -> float:
@@ -39,6 +48,22 @@ def _token_counts(tok) -> list[int] | None:
     return ks + [n]
 
 
+def _thumbnail(x: Tensor, side: int) -> Tensor:
+    """[B, 3, H, W] -> a side x side 8-bit thumbnail (area average), upsampled back bicubically."""
+    import torch.nn.functional as F
+
+    small = F.interpolate(x, size=(side, side), mode="area").mul(255).round().div(255)
+    return F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _crops(x: Tensor, size: int) -> list[tuple[str, Tensor]]:
+    """[1, 3, H, W] -> every size x size crop on a size/2 grid, keyed "@top,left"."""
+    h, w = x.shape[-2:]
+    stride = max(1, size // 2)
+    return [(f"@{top},{left}", x[..., top : top + size, left : left + size])
+            for top in range(0, h - size + 1, stride) for left in range(0, w - size + 1, stride)]
+
+
 def _image_metrics(x: Tensor, y: Tensor, unavailable: set) -> dict:
     from zoo import metrics
 
@@ -55,7 +80,8 @@ def _audio_metrics(x: Tensor, y: Tensor, sr: int, unavailable: set) -> dict:
     from zoo import metrics
 
     out = {"si_sdr": float(metrics.si_sdr(y, x)), "mel_distance": float(metrics.mel_distance(y, x, sr))}
-    for name, fn in (("pesq_wb", lambda: metrics.pesq(y, x, sr, "wb")), ("stoi", lambda: metrics.stoi(y, x, sr))):
+    for name, fn in (("pesq_wb", lambda: metrics.pesq(y, x, sr, "wb")), ("pesq_nb", lambda: metrics.pesq(y, x, sr, "nb")),
+                     ("stoi", lambda: metrics.stoi(y, x, sr))):
         try:
             out[name] = float(fn())
         except metrics.MetricUnavailable as e:
@@ -100,8 +126,20 @@ def evaluate(
     samples: int = 4,
     rfid: bool = True,
     progress: bool = True,
+    split: str | None = None,
+    crop: int | None = None,
+    num_tokens: list[int] | None = None,
+    steps: list[int] | None = None,
+    seed: int = 0,
+    command: str | None = None,
 ) -> dict:
-    """Run each tokenizer over up to `max_items` items of `inputs`; write the report; return the metrics."""
+    """Run each tokenizer over up to `max_items` items of `inputs`; write the report; return the metrics.
+
+    split: photos | speech (recipes/splits.yaml): measure only the held-out items, all of them present.
+    crop: cut images into crop x crop tiles (crop/2 grid) instead of resizing them to the model's size.
+    num_tokens: prefix lengths of the curve of variable-length families (default 1, 2, 4, ... max).
+    steps: sampler steps of stochastic decoders; one entry per value, "NAME @ S steps", noise seeded by `seed`.
+    command: the command line recorded in card/<name>.json."""
     from tqdm import tqdm
 
     from zoo.media import SUFFIXES
@@ -114,62 +152,86 @@ def evaluate(
     modality = modalities.pop()
     if modality not in ("image", "audio"):
         raise ValueError(f"zoo eval handles image and audio tokenizers; got {modality!r}.")
-    items = discover(list(inputs), SUFFIXES[modality])[:max_items]
+    if crop is not None and modality != "image":
+        raise ValueError("crop applies to images only.")
+    items = discover(list(inputs), SUFFIXES[modality])
+    if split is not None:
+        from zoo.pipelines.splits import heldout, is_heldout
+
+        entries = heldout(split)
+        items = [i for i in items if is_heldout(i.key, entries)]
+        found = {e for e in entries for i in items if is_heldout(i.key, (e,))}
+        if modality == "image" and len(found) < len(entries):
+            raise ValueError(f"The {split} split holds out {sorted(set(entries) - found)}, which are not in "
+                             f"{', '.join(map(str, inputs))}; write them with training/prepare_photos.py.")
+    items = items[:max_items]
     if not items:
         raise ValueError(f"No {modality} files in {', '.join(map(str, inputs))}.")
     unavailable: set[str] = set()
-    result: dict = {"modality": modality, "items": [i.key for i in items], "tokenizers": {}, "baselines": {}}
+    result: dict = {"modality": modality, "items": [i.key for i in items], "split": split, "crop": crop,
+                    "seed": seed, "tokenizers": {}, "baselines": {}}
     sample_rows: list[dict] = []
+    runs = {(f"{n} @ {s} steps" if steps else n): (tok, {"steps": s} if steps else {})
+            for n, tok in tokenizers.items() for s in (steps or [None])}
 
     failures: list[str] = []
-    for name, tok in tokenizers.items():
+    for name, (tok, decode_kw) in runs.items():
         rows, curve_rows, originals, recons = [], {}, [], []
-        size = getattr(tok, "input_size", None)
+        size = None if crop else getattr(tok, "input_size", None)
         tokens_per_item = None
-        for idx, item in enumerate(tqdm(items, desc=name, unit="item", disable=not progress)):
+        counts = [k for k in num_tokens if k <= tok.max_tokens] if num_tokens and getattr(tok, "max_tokens", None) else _token_counts(tok)
+        shown = 0
+        for item in tqdm(items, desc=name, unit="item", disable=not progress):
             try:  # one bad item is reported by its key (and tokenizer); the others are measured
-                x, kw = read_item(item, modality, mono=True, size=size)
-                with torch.inference_mode():
-                    tokens = tok.encode(x, **kw).to("cpu")
-                    y = tok.decode(tokens)
-                y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
-                bits = tokens.ids[0].numel() * _bits_per_token(tok)
-                if modality == "image":
-                    m = _image_metrics(x, y, unavailable)
-                    m["bits"] = bits
-                    m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
-                else:
-                    from zoo.media.audio import resample
-
-                    sr = tok.sample_rate
-                    ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
-                    y = y[..., : ref.shape[-1]]
-                    m = _audio_metrics(ref, y, sr, unavailable)
-                    m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
-                curve_item = {}
-                for k in _token_counts(tok) or []:
+                x_item, kw = read_item(item, modality, mono=True, size=size)
+                units = [(item.key + k, xc) for k, xc in _crops(x_item, crop)] if crop else [(item.key, x_item)]
+                measured = []
+                for key, x in units:
+                    gen = lambda: dict(decode_kw, generator=torch.Generator().manual_seed(seed)) if decode_kw else {}  # noqa: E731
                     with torch.inference_mode():
-                        yk = tok.decode(tokens[:, :k]).cpu()
-                    mk = _image_metrics(x, yk, set()) if modality == "image" else {}
-                    mk["bits"] = k * _bits_per_token(tok)
-                    curve_item[k] = mk
+                        tokens = tok.encode(x, **kw).to("cpu")
+                        y = tok.decode(tokens, **gen())
+                    y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
+                    bits = tokens.ids[0].numel() * _bits_per_token(tok)
+                    if modality == "image":
+                        m = _image_metrics(x, y, unavailable)
+                        m["bits"] = bits
+                        m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
+                    else:
+                        from zoo.media.audio import resample
+
+                        sr = tok.sample_rate
+                        ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
+                        y = y[..., : ref.shape[-1]]
+                        m = _audio_metrics(ref, y, sr, unavailable)
+                        m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
+                    curve_item = {}
+                    for k in counts or []:
+                        with torch.inference_mode():
+                            yk = tok.decode(tokens[:, :k], **gen()).cpu()
+                        mk = _image_metrics(x, yk, set()) if modality == "image" else {}
+                        mk["bits"] = k * _bits_per_token(tok)
+                        curve_item[k] = mk
+                    measured.append((key, x, y, m, curve_item, tokens))
             except Exception as e:  # noqa: BLE001
                 from zoo.pipelines import describe_error
 
                 failures.append(f"{item.key} ({name}): {describe_error(e)}")
                 continue
-            rows.append(dict(m, item=item.key))
-            tokens_per_item = int(tokens.ids[0].numel())
-            if modality == "image":
-                originals.append(x)
-                recons.append(y.clamp(0, 1))
-            for k, mk in curve_item.items():
-                curve_rows.setdefault(k, []).append(mk)
-            if idx < samples:
-                sample_rows.append(_write_sample(report_dir / "samples", name, item.key, idx, x, y, modality,
-                                                 getattr(tok, "sample_rate", None), kw.get("sample_rate")))
+            for key, x, y, m, curve_item, tokens in measured:
+                rows.append(dict(m, item=key))
+                tokens_per_item = int(tokens.ids[0].numel())
+                if modality == "image":
+                    originals.append(x)
+                    recons.append(y.clamp(0, 1))
+                for k, mk in curve_item.items():
+                    curve_rows.setdefault(k, []).append(mk)
+                if shown < samples:
+                    sample_rows.append(_write_sample(report_dir / "samples", name, key, shown, x, y, modality,
+                                                     getattr(tok, "sample_rate", None), kw.get("sample_rate")))
+                    shown += 1
         entry = {"per_item": rows, "mean": _mean(rows), "codebook_size": tok.codebook_size,
-                 "tokens_per_item": tokens_per_item}
+                 "tokens_per_item": tokens_per_item, **({"decode": decode_kw} if decode_kw else {})}
         if curve_rows:
             entry["curve"] = [{"num_tokens": k, **_mean(v)} for k, v in sorted(curve_rows.items())]
         if modality == "image" and rfid and len(originals) >= 2:
@@ -182,28 +244,70 @@ def evaluate(
         result["tokenizers"][name] = entry
 
     if modality == "image":
-        from zoo import metrics
-
-        for fmt in ("JPEG", "WEBP"):
-            curve = []
-            for q in JPEG_QUALITIES:
-                pts = []
-                for item in items:
-                    try:  # items that cannot be read are already listed under failures
-                        x, _ = read_item(item, modality, size=getattr(next(iter(tokenizers.values())), "input_size", None))
-                    except (ValueError, OSError):
-                        continue
-                    n, y = _codec_point(x, fmt, q)
-                    pts.append({"quality": q, "bits": 8 * n, "bpp": 8 * n / (x.shape[-1] * x.shape[-2]),
-                                "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))})
-                curve.append({"quality": q, **_mean(pts)})
-            result["baselines"][fmt.lower()] = curve
+        result["baselines"] = _image_baselines(items, crop, getattr(next(iter(tokenizers.values())), "input_size", None))
     result["unavailable"] = sorted(unavailable)
     result["failures"] = failures
     plots = _plots(result, report_dir)
     atomic_write_text(report_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    for name, entry in result["tokenizers"].items():
+        atomic_write_text(report_dir / "card" / f"{_slug(name)}.json",
+                          json.dumps(card_metrics(result, name, command), indent=2) + "\n")
     atomic_write_text(report_dir / "report.html", _html(result, sample_rows, plots))
     return result
+
+
+def _image_baselines(items, crop: int | None, size) -> dict:
+    """JPEG / WebP curves over JPEG_QUALITIES and 8-bit thumbnails, means over the same images (or crops)."""
+    from zoo import metrics
+
+    images = []
+    for item in items:
+        try:  # items that cannot be read are already listed under failures
+            x, _ = read_item(item, "image", size=None if crop else size)
+        except (ValueError, OSError):
+            continue
+        images += [xc for _, xc in _crops(x, crop)] if crop else [x]
+    out = {}
+    for fmt in ("JPEG", "WEBP"):
+        curve = []
+        for q in JPEG_QUALITIES:
+            pts = []
+            for x in images:
+                n, y = _codec_point(x, fmt, q)
+                pts.append({"quality": q, "bits": 8 * n, "bpp": 8 * n / (x.shape[-1] * x.shape[-2]),
+                            "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))})
+            curve.append({"quality": q, **_mean(pts)})
+        out[fmt.lower()] = curve
+    thumbs = []
+    for side in THUMBNAIL_SIDES:
+        pts = [{"bits": 24 * side * side, "bpp": 24 * side * side / (x.shape[-1] * x.shape[-2]),
+                "psnr": float(metrics.psnr(_thumbnail(x, side), x)), "ssim": float(metrics.ssim(_thumbnail(x, side), x))}
+               for x in images]
+        thumbs.append({"side": side, **_mean(pts)})
+    out["thumbnail"] = thumbs
+    return out
+
+
+def card_metrics(result: dict, name: str, command: str | None = None) -> dict:
+    """One tokenizer's measured means as `zoo cards` reads them: {"metrics": {label: value}, "command"}."""
+    entry = result["tokenizers"][name]
+    data = f"{len(result['items'])} {result['modality']} item(s)"
+    if result.get("split"):
+        data += f" of the held-out {result['split']} split (recipes/splits.yaml)"
+    if result.get("crop"):
+        data += f", {result['crop']}x{result['crop']} crops on a {result['crop'] // 2}-pixel grid"
+    metrics = {"held-out data": data}
+    if entry.get("decode"):
+        metrics["decode"] = ", ".join(f"{k}={v}" for k, v in entry["decode"].items()) + f", seed {result['seed']}"
+    for k, v in entry["mean"].items():
+        metrics[k] = round(v, 4) if isinstance(v, float) else v
+    for p in entry.get("curve", []):
+        if "psnr" in p:
+            metrics[f"PSNR / SSIM at {p['num_tokens']} tokens ({p['bits']:g} bits)"] = f"{p['psnr']:.2f} / {p['ssim']:.3f}"
+    for b in result["baselines"].get("thumbnail", []):
+        metrics[f"baseline: {b['side']}x{b['side']} 8-bit thumbnail ({b['bits']:g} bits) PSNR / SSIM"] = (
+            f"{b['psnr']:.2f} / {b['ssim']:.3f}")
+    return {"metrics": metrics, "command": command} if command else {"metrics": metrics}
 
 
 def _write_sample(folder: Path, name, key, idx, x, y, modality, model_sr, input_sr) -> dict:
@@ -319,10 +423,12 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
         "<h2>Means</h2><table>", *rows, "</table>",
     ]
     if result["baselines"]:
-        parts.append("<h2>Classical codecs</h2><table><tr><th>codec</th><th>quality</th><th>bpp</th><th>PSNR</th><th>SSIM</th></tr>")
+        parts.append("<h2>Classical codecs</h2><table><tr><th>codec</th><th>quality / size</th><th>bpp</th><th>PSNR</th>"
+                     "<th>SSIM</th></tr>")
         for fmt, curve in result["baselines"].items():
             for p in curve:
-                parts.append(f"<tr><td>{fmt.upper()}</td><td>{p['quality']}</td><td>{p['bpp']:.3f}</td>"
+                setting = p["quality"] if "quality" in p else f"{p['side']}x{p['side']}"
+                parts.append(f"<tr><td>{fmt.upper()}</td><td>{setting}</td><td>{p['bpp']:.3f}</td>"
                              f"<td>{p['psnr']:.2f}</td><td>{p['ssim']:.3f}</td></tr>")
         parts.append("</table>")
     if plots:

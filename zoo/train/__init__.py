@@ -14,6 +14,7 @@ Plain PyTorch pieces that the short programs under `training/` put together:
     data          image folders, audio folders, webdataset-style tar shards; resumable sampling
     monitor       JSONL + TensorBoard metrics, tqdm progress on rank 0
     recipe        strict YAML recipes -> dataclasses; building / loading / freezing the model
+    families      training passes beyond the contract, per family name (continuous stage, proxy codes)
 
 Import the submodules directly (`from zoo.train import losses`); this file imports nothing heavy.
 """
