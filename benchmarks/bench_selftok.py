@@ -21,6 +21,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from zoo.samplers import linspace_timesteps
 from zoo.tokenizers import selftok as st
 
 
@@ -63,7 +64,7 @@ def matmul_peak(device, dtype) -> float:
 
 def upstream_style_decode(model, tokens, noise, steps):
     """Re-run the encoder on the noise at every step (only to build the mask, as upstream), full masked context."""
-    times = st.sampler_times(steps)
+    times = linspace_timesteps(steps)
     x = noise
     for i in range(steps):
         model.encode_latents_full(noise)  # upstream: encoder(x=x_0 (= noise), d=k) -> mask only

@@ -51,10 +51,11 @@ def test_schedule_mask_and_velocity(fx):
 
 
 def test_sampler_k_schedule(fx):
-    from zoo.tokenizers.selftok import last_visible_token, sampler_times, time_index
+    from zoo.samplers import linspace_timesteps
+    from zoo.tokenizers.selftok import last_visible_token, time_index
 
     io, tok, _ = fx
-    k = last_visible_token(time_index(sampler_times(50)[:-1]), tok.cfg)
+    k = last_visible_token(time_index(linspace_timesteps(50)[:-1]), tok.cfg)
     assert torch.equal(k, io["sampler_k_schedule"])
 
 

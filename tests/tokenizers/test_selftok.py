@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import parity_dir
 from zoo import Tokens, hub
+from zoo.samplers import linspace_timesteps
 from zoo.tokenizers import selftok as st
 
 
@@ -85,7 +86,7 @@ def test_prefix_and_lengths_decode(tiny):
 
 def _official_style_sampler(model, tokens, noise, steps):
     """Upstream-style loop: full context, boolean key mask rebuilt each step from the schedule."""
-    times = st.sampler_times(steps)
+    times = linspace_timesteps(steps)
     x = noise.clone()
     for i in range(steps):
         t = times[i].expand(x.shape[0])

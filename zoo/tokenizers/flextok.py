@@ -15,8 +15,8 @@ Decoding is a rectified-flow transformer over [noised latent patches | register 
 registers are embedded (Linear + learned 1D position), positions >= k are replaced by a learned
 mask token (nested dropout at training time), and for classifier-free guidance all registers are
 replaced by a learned null condition. adaLN-zero modulation from the timestep embedding, with
-separate shift/scale/gate sets for the patch and the register segments (expansion 2). Euler steps
-t = 1 -> 0, x <- x - dt * v, with plain CFG or APG (Sadat et al., arXiv 2410.02416).
+separate shift/scale/gate sets for the patch and the register segments (expansion 2). Sampling:
+zoo.samplers.euler on the uniform grid t = 1 -> 0, with plain CFG or APG (Sadat et al., arXiv 2410.02416).
 
 Numerics that differ from a textbook ViT/DiT (all matter for parity): attention scale 8/head_dim
 (muP), QK-LayerNorm over head_dim, every LayerNorm without affine and in fp32, SwiGLU hidden
@@ -51,13 +51,12 @@ from zoo.blocks.transformer import (
 from zoo.quantizers.dropout import NestedDropout
 from zoo.quantizers.fsq import FSQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.samplers import Guidance, euler
 
 PAPER = "arXiv:2502.13967"
 UPSTREAM = "https://github.com/apple/ml-flextok"
 WEIGHTS_LICENSE = "apple-amlr"  # Apple Machine Learning Research Model license (LICENSE_WEIGHTS upstream)
 FLEXTOK_ADALN_ORDER = ("gate_msa", "gate_mlp", "shift_msa", "scale_msa", "shift_mlp", "scale_mlp")
-APG_MOMENTUM = -0.5  # MinRFPipeline's momentum buffer
-APG_NORM_THRESHOLD = 2.5  # rescale the guidance difference to at most this L2 norm over (C, H, W)
 
 
 @dataclass(frozen=True)
@@ -497,23 +496,15 @@ class FlexTok(Tokenizer):
             regs = self.conditioning(tokens)
             b = regs.shape[0]
             x = self._initial_noise(b, tokens, noise, generator, image_size).to(regs.dtype)
-            do_cfg = callable(scale) or float(scale) != 1.0
-            if do_cfg:
+            if callable(scale) or float(scale) != 1.0:
                 regs2 = torch.cat([regs, self.decoder.uncondition(regs)])  # [2B, R, D]: cond | uncond
-            running = torch.zeros_like(x) if apg else None
-            for i in range(steps, 0, -1):
-                t = i / steps
-                if do_cfg:
-                    s = float(scale(t)) if callable(scale) else float(scale)
-                    v_c, v_u = self.decoder(torch.cat([x, x]), torch.full((2 * b,), t, device=x.device), regs2).chunk(2)
-                    if apg:
-                        running = (v_c - v_u) + APG_MOMENTUM * running
-                        v = apg_guidance(v_c, running, s)
-                    else:
-                        v = v_u + s * (v_c - v_u)
-                else:
-                    v = self.decoder(x, torch.full((b,), t, device=x.device), regs)
-                x = x - v / steps
+
+                def velocity(x: Tensor, t: float) -> tuple[Tensor, Tensor]:  # one batched call: (v_cond, v_uncond)
+                    return self.decoder(torch.cat([x, x]), torch.full((2 * b,), t, device=x.device), regs2).chunk(2)
+
+                x = euler(velocity, x, steps, Guidance(scale, apg=apg))
+            else:
+                x = euler(lambda x, t: self.decoder(x, torch.full((b,), t, device=x.device), regs), x, steps)
             if return_latents:
                 return x
             return (self.vae_decode(x).clamp(-1, 1) + 1) / 2
@@ -626,18 +617,6 @@ class FlexTok(Tokenizer):
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
         return torch.rand((batch_size, 3, s, s), generator=generator), {}
-
-
-def apg_guidance(v_cond: Tensor, diff: Tensor, scale: float) -> Tensor:
-    """Adaptive projected guidance (Sadat et al., arXiv 2410.02416), eta = 0: the (momentum-averaged)
-    guidance difference is clipped to L2 norm APG_NORM_THRESHOLD per item, and only its part
-    orthogonal to v_cond is added. v_cond, diff: [B, C, H, W]."""
-    norm = diff.norm(p=2, dim=(-1, -2, -3), keepdim=True)
-    diff = diff * torch.minimum(torch.ones_like(norm), APG_NORM_THRESHOLD / norm)
-    d64, unit = diff.double(), F.normalize(v_cond.double().flatten(1), dim=1).view_as(v_cond)
-    parallel = (d64 * unit).sum(dim=(-1, -2, -3), keepdim=True) * unit
-    orthogonal = (d64 - parallel).to(v_cond.dtype)
-    return v_cond + (scale - 1) * orthogonal
 
 
 # ----------------------------------------------------------------------------------------------

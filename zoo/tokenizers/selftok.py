@@ -46,6 +46,7 @@ from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finit
 from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.samplers import euler, linspace_timesteps
 
 PAPER = "arXiv:2505.07538"
 UPSTREAM = "https://github.com/selftok-team/SelftokTokenizer"
@@ -150,11 +151,6 @@ def last_visible_token(time_index: Tensor, cfg: SelftokConfig) -> Tensor:
 def time_index(t: Tensor) -> Tensor:
     """Rectified-flow time t in [0, 1] (1 = pure noise) -> the integer time floor(1000 t) of the schedule."""
     return (t.float() * 1000.0).long()
-
-
-def sampler_times(steps: int, device=None) -> Tensor:
-    """The Euler grid 1 -> 0 in `steps` uniform steps: [steps + 1] float32 (upstream RectifiedFlow, shift 1)."""
-    return torch.linspace(1.0, 0.0, steps + 1, device=device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -682,15 +678,14 @@ class Selftok(Tokenizer):
             cond, lengths = self._cond(tokens)
             x = self._noise(cond.shape[0], noise, generator)
             context, mods = self.decoder.embed_context(cond)
-            times = sampler_times(steps)  # CPU float32: the schedule is read as Python ints
-            counts = (last_visible_token(time_index(times[:-1]), self.cfg) + 1).clamp(max=cond.shape[1]).tolist()
-            for i, n_vis in enumerate(counts):
-                t = times[i].to(x.device).expand(x.shape[0])
-                # Only the visible prefix enters the decoder: masked keys would contribute exact zeros.
+
+            def velocity(x: Tensor, t: Tensor) -> Tensor:  # t: a 0-d CPU float32 grid point
+                # Only the visible prefix 0..k(t) enters the decoder: masked keys would contribute exact zeros.
+                n_vis = min(int(last_visible_token(time_index(t.reshape(1)), self.cfg)) + 1, cond.shape[1])
                 vis = None if lengths is None else lengths[:, :n_vis]
-                v = self.decoder(x, t, context[:, :n_vis], [m[:n_vis] for m in mods], vis)
-                x = x - (times[i] - times[i + 1]).to(x.device) * v
-            return x
+                return self.decoder(x, t.to(x.device).expand(x.shape[0]), context[:, :n_vis], [m[:n_vis] for m in mods], vis)
+
+            return euler(velocity, x, linspace_timesteps(steps))  # CPU grid: the schedule is read as Python ints
 
     def render_latents(self, tokens: Tokens) -> Tensor:
         """Tokens -> normalised latents [B, 16, s, s] with the one-step renderer."""
