@@ -1,10 +1,12 @@
-"""Pre-LN transformer blocks with a gated (SwiGLU) MLP and their adaLN-modulated variant (FlexTok, VAT);
+"""Pre-LN transformer blocks (FlexTok, VAT, One-D-Piece), their adaLN-modulated variant (FlexTok) and
 adaLN's `modulate` (FlexTok, Selftok).
 
 Written for FlexTok (arXiv 2502.13967, apple/ml-flextok, Apple sample-code license) and kept
-generic: every choice that differs between codebases (attention scale, QK-norm, LayerNorm
-affinity, the order of the adaLN chunks, per-segment modulation) is a plain constructor argument.
-The adaLN-zero idea is DiT's (Peebles & Xie, arXiv 2212.09748); SwiGLU is Shazeer's (arXiv 2002.05202).
+generic: every choice that differs between codebases (q/k/v layout, attention scale, QK-norm, LayerNorm
+affinity, MLP kind, the order of the adaLN chunks, per-segment modulation) is a plain constructor
+argument. The ViT / CLIP residual block (Dosovitskiy et al., arXiv 2010.11929; Radford et al., arXiv
+2103.00020) is the same block with a packed q/k/v, a GELU MLP and affine LayerNorms. The adaLN-zero idea
+is DiT's (Peebles & Xie, arXiv 2212.09748); SwiGLU is Shazeer's (arXiv 2002.05202).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from zoo.blocks.attention import Attention
 from zoo.blocks.embeddings import sincos_2d, timestep_embedding
-from zoo.blocks.mlp import SwiGLU
+from zoo.blocks.mlp import Mlp, SwiGLU
 from zoo.blocks.norm import LayerNorm
 
 __all__ = [  # LayerNorm and timestep_embedding are re-exported: the families import them from here
@@ -35,7 +37,12 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LN block: x + attn(LN x); x + mlp(LN x). Gated (SwiGLU) MLP of width `mlp_hidden`."""
+    """Pre-LN block: x + attn(LN x); x + mlp(LN x). x: [B, N, D], mask as Attention's -> [B, N, D].
+
+    FlexTok / VAT (the defaults): split q/k/v with QK-norm, non-affine fp32 LayerNorms, gated (SwiGLU) MLP
+    of width `mlp_hidden`, no biases. ViT / CLIP (one_d_piece): attn_layout="fused", mlp="gelu",
+    qk_norm=False, norm_affine=True, bias=True. `bias` covers every Linear of the block.
+    """
 
     def __init__(
         self,
@@ -46,13 +53,20 @@ class TransformerBlock(nn.Module):
         attn_scale: float | None = None,
         norm_affine: bool = False,
         bias: bool = False,
+        attn_layout: str = "split",
+        mlp: str = "swiglu",
+        norm_eps: float = 1e-5,
     ):
         super().__init__()
+        if mlp not in ("swiglu", "gelu"):
+            raise ValueError(f"TransformerBlock mlp must be 'swiglu' or 'gelu'; got {mlp!r}.")
+        if mlp == "gelu" and not bias:
+            raise ValueError("TransformerBlock's GELU MLP (ViT / CLIP) always has biases; pass bias=True.")
         self.dim = dim
-        self.norm1 = LayerNorm(dim, affine=norm_affine)
-        self.attn = Attention(dim, num_heads, layout="split", qkv_bias=bias, proj_bias=bias, qk_norm=qk_norm, scale=attn_scale)
-        self.norm2 = LayerNorm(dim, affine=norm_affine)
-        self.mlp = SwiGLU(dim, mlp_hidden, bias=bias)
+        self.norm1 = LayerNorm(dim, eps=norm_eps, affine=norm_affine)
+        self.attn = Attention(dim, num_heads, layout=attn_layout, qkv_bias=bias, proj_bias=bias, qk_norm=qk_norm, scale=attn_scale)
+        self.norm2 = LayerNorm(dim, eps=norm_eps, affine=norm_affine)
+        self.mlp = SwiGLU(dim, mlp_hidden, bias=bias) if mlp == "swiglu" else Mlp(dim, mlp_hidden)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.norm1(x), mask)
