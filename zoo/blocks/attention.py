@@ -10,9 +10,9 @@ unchanged; upstream names are mapped onto these in each family's `remap_state_di
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
-import torch.nn.functional as F
 
 from zoo.blocks.norm import LayerNorm
 

@@ -58,7 +58,11 @@ def sincos_1d(dim: int, positions: Tensor, temperature: float = 10000.0, dtype: 
 
 
 def sincos_2d(
-    dim: int, grid_size: int | tuple[int, int], rows_first: bool = False, temperature: float = 10000.0, dtype: torch.dtype = torch.float64
+    dim: int,
+    grid_size: int | tuple[int, int],
+    rows_first: bool = False,
+    temperature: float = 10000.0,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
     """Fixed 2D sin-cos table over an h x w grid, row-major. grid_size: g or (h, w) -> [h*w, dim] float32.
 

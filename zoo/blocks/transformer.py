@@ -64,7 +64,9 @@ class TransformerBlock(nn.Module):
             raise ValueError("TransformerBlock's GELU MLP (ViT / CLIP) always has biases; pass bias=True.")
         self.dim = dim
         self.norm1 = LayerNorm(dim, eps=norm_eps, affine=norm_affine)
-        self.attn = Attention(dim, num_heads, layout=attn_layout, qkv_bias=bias, proj_bias=bias, qk_norm=qk_norm, scale=attn_scale)
+        self.attn = Attention(
+            dim, num_heads, layout=attn_layout, qkv_bias=bias, proj_bias=bias, qk_norm=qk_norm, scale=attn_scale
+        )
         self.norm2 = LayerNorm(dim, eps=norm_eps, affine=norm_affine)
         self.mlp = SwiGLU(dim, mlp_hidden, bias=bias) if mlp == "swiglu" else Mlp(dim, mlp_hidden)
 

@@ -159,7 +159,9 @@ class VocosBackbone(nn.Module):
             def res() -> ResBlock:  # taming / LDM's ResnetBlock in 1D, conv biases and dropout as upstream
                 return ResBlock(dim, dims=1, bias=True, dropout=prelude_dropout, num_groups=num_groups, eps=eps)
 
-            self.pos_net = nn.Sequential(res(), res(), AttnBlock1d(dim, num_groups, eps), res(), res(), nn.GroupNorm(num_groups, dim, eps=eps))
+            self.pos_net = nn.Sequential(
+                res(), res(), AttnBlock1d(dim, num_groups, eps), res(), res(), nn.GroupNorm(num_groups, dim, eps=eps)
+            )
         else:
             self.pos_net = None
 

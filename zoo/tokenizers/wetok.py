@@ -105,6 +105,12 @@ def _group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
     return nn.GroupNorm(NUM_GROUPS_NORM, channels, eps=NORM_EPS, affine=affine)
 
 
+def _res_block(in_ch: int, out_ch: int) -> ResBlock:
+    """GN -> SiLU -> conv3x3 -> GN -> SiLU -> conv3x3, plus the input (1x1 conv when widths differ); no conv
+    biases, as upstream."""
+    return ResBlock(in_ch, out_ch, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS)
+
+
 class Upsample(nn.Module):
     """conv3x3 C -> 4C, then depth-to-space in DCR order (the 2x2 offsets are the *outer* channel
     factor). This is not `pixel_shuffle`, whose channel order is (C, 2, 2)."""
@@ -149,12 +155,12 @@ class Encoder(nn.Module):
             block_out = ch * m
             stage.block = nn.ModuleList()
             for _ in range(cfg.num_res_blocks):
-                stage.block.append(ResBlock(block_in, block_out, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS))
+                stage.block.append(_res_block(block_in, block_out))
                 block_in = block_out
             if level < len(mult) - 1:
                 stage.downsample = nn.Conv2d(block_out, block_out, 3, stride=2, padding=1)
             self.down.append(stage)
-        self.mid_block = nn.ModuleList([ResBlock(block_in, block_in, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS) for _ in range(cfg.num_res_blocks)])
+        self.mid_block = nn.ModuleList([_res_block(block_in, block_in) for _ in range(cfg.num_res_blocks)])
         self.norm_out = _group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 1)
 
@@ -182,7 +188,7 @@ class Decoder(nn.Module):
         self.generative = cfg.generative_decoder
         block_in = ch * mult[-1]
         self.conv_in = nn.Conv2d(2 * z if self.generative else z, block_in, 3, padding=1)
-        self.mid_block = nn.ModuleList([ResBlock(block_in, block_in, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS) for _ in range(cfg.num_res_blocks)])
+        self.mid_block = nn.ModuleList([_res_block(block_in, block_in) for _ in range(cfg.num_res_blocks)])
         up: list[nn.Module] = []
         adaptive: list[nn.Module] = []
         for level in reversed(range(len(mult))):
@@ -191,7 +197,7 @@ class Decoder(nn.Module):
             block_out = ch * mult[level]
             stage.block = nn.ModuleList()
             for _ in range(cfg.num_res_blocks):
-                stage.block.append(ResBlock(block_in, block_out, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS))
+                stage.block.append(_res_block(block_in, block_out))
                 block_in = block_out
             if level > 0:
                 stage.upsample = Upsample(block_in)
