@@ -9,7 +9,10 @@ Users: One-D-Piece / TiTok's pixel decoder (`PixelDecoder`, zoo/tokenizers/one_d
 stage-1 proxy teacher (`VQGANEncoder`, zoo/train/proxy.py). Module names follow upstream
 (`conv_in`, `down.i.block.j`, `mid.j`, `up.i.block.j`, `norm_out`, `conv_out`) so released state dicts
 load without renames. Upstream's `Conv2dSame` is used only with stride 1 (kernels 3 and 1), where it
-equals a plain conv with padding 1 / 0; the encoder downsamples by 2x2 average pooling.
+equals a plain conv with padding 1 / 0; the encoder downsamples by 2x2 average pooling. Residual blocks
+are zoo.blocks.resnet.ResBlock with MaskGIT's quirk, which the released weights were trained with: where
+the width changes, the residual is `nin_shortcut` (1x1, out -> out) of the block's own output
+(shortcut="output"), and the input is not carried over.
 """
 
 from __future__ import annotations
@@ -17,29 +20,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelDecoder", "VQGANEncoder", "VQGANResBlock"]
+from zoo.blocks.resnet import ResBlock
 
-
-class VQGANResBlock(nn.Module):
-    """GN -> SiLU -> conv3x3 -> GN -> SiLU -> conv3x3 (no conv biases), plus a residual.
-
-    MaskGIT-VQGAN quirk, kept because the released weights were trained with it: when the channel
-    count changes, the residual is `nin_shortcut` (1x1, out -> out) applied to the block's own
-    output, so the block returns `h + nin_shortcut(h)` and the input is not carried over.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, norm_groups: int = 32):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(norm_groups, in_channels, eps=1e-6)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = nn.GroupNorm(norm_groups, out_channels, eps=1e-6)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.nin_shortcut = nn.Conv2d(out_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return h + (self.nin_shortcut(h) if self.nin_shortcut is not None else x)
+__all__ = ["PixelDecoder", "VQGANEncoder"]
 
 
 class VQGANUpLevel(nn.Module):
@@ -48,7 +31,8 @@ class VQGANUpLevel(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int, upsample: bool, norm_groups: int = 32):
         super().__init__()
         self.block = nn.ModuleList(
-            VQGANResBlock(in_channels if i == 0 else out_channels, out_channels, norm_groups) for i in range(num_res_blocks)
+            ResBlock(in_channels if i == 0 else out_channels, out_channels, num_groups=norm_groups, shortcut="output")
+            for i in range(num_res_blocks)
         )
         self.upsample_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1) if upsample else None
 
@@ -74,7 +58,7 @@ class PixelDecoder(nn.Module):
         mults = tuple(channel_mult)
         top = channels * mults[-1]
         self.conv_in = nn.Conv2d(z_channels, top, 3, padding=1)
-        self.mid = nn.ModuleList(VQGANResBlock(top, top, norm_groups) for _ in range(num_res_blocks))
+        self.mid = nn.ModuleList(ResBlock(top, top, num_groups=norm_groups) for _ in range(num_res_blocks))
         levels = []
         for i in range(len(mults)):
             block_in = channels * (mults[i + 1] if i + 1 < len(mults) else mults[-1])
@@ -98,7 +82,7 @@ class VQGANDownLevel(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int, downsample: bool):
         super().__init__()
         self.block = nn.ModuleList(
-            VQGANResBlock(in_channels if i == 0 else out_channels, out_channels) for i in range(num_res_blocks)
+            ResBlock(in_channels if i == 0 else out_channels, out_channels, shortcut="output") for i in range(num_res_blocks)
         )
         self.downsample = downsample
 
@@ -127,7 +111,7 @@ class VQGANEncoder(nn.Module):
             for i in range(len(mults))
         )
         top = widths[-1]
-        self.mid = nn.ModuleList(VQGANResBlock(top, top) for _ in range(num_res_blocks))
+        self.mid = nn.ModuleList(ResBlock(top, top) for _ in range(num_res_blocks))
         self.norm_out = nn.GroupNorm(32, top, eps=1e-6)
         self.conv_out = nn.Conv2d(top, z_channels, 1)
 

@@ -1,4 +1,5 @@
-"""REPA: representation alignment of a generator's intermediate features with a frozen vision encoder.
+"""REPA: representation alignment of a generator's intermediate features with a frozen vision encoder
+(FlexTok's training is its only user so far; kept here as a training method of its own paper, not FlexTok's).
 
 Paper: Yu et al., "Representation Alignment for Generation: Training Diffusion Transformers Is Easier
 Than You Think", arXiv 2410.06940 (upstream sihyun-yu/REPA, MIT). FlexTok (arXiv 2502.13967,

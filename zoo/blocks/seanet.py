@@ -1,4 +1,5 @@
-"""SEANet convolutional audio encoder (weight-normed convs, residual blocks, an LSTM), as in EnCodec.
+"""SEANet convolutional audio encoder (weight-normed convs, residual blocks, an LSTM), as in EnCodec
+(WavTokenizer is its only user so far; kept here as EnCodec's encoder, which EnCodec-derived codecs share).
 
 EnCodec: "High Fidelity Neural Audio Compression", Défossez et al., arXiv 2210.13438,
 github.com/facebookresearch/encodec (MIT); SEANet: Tagliasacchi et al., arXiv 2009.02095.

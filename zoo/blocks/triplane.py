@@ -1,5 +1,6 @@
-"""Triplane pieces: Fourier features of 3D points, a CNN that upsamples three feature planes, and
-bilinear sampling of the planes at query points.
+"""Triplane pieces (VAT is their only user so far; kept here as EG3D's general 3D representation):
+Fourier features of 3D points, a CNN that upsamples three feature planes, and bilinear sampling of the
+planes at query points.
 
 The triplane representation is EG3D's (Chan et al., arXiv 2112.07945); decoding a triplane from a
 transformer's plane tokens and upsampling it with a small CNN follows LRM (Hong et al., arXiv

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.blocks.resnet import ResBlock
+
 __all__ = [
     "AdaLayerNorm",
     "ConvNeXtBlock",
-    "ResnetBlock1d",
     "AttnBlock1d",
     "VocosBackbone",
     "ISTFT",
@@ -90,27 +91,6 @@ class ConvNeXtBlock(nn.Module):
         return residual + h.transpose(1, 2)  # [B, D, L]
 
 
-class ResnetBlock1d(nn.Module):
-    """GroupNorm -> SiLU -> conv k3 -> GroupNorm -> SiLU -> dropout -> conv k3, plus residual.
-
-    The 1D form of the taming / LDM ResnetBlock (no time embedding, equal in/out channels).
-    x: [B, C, L] -> [B, C, L].
-    """
-
-    def __init__(self, channels: int, dropout: float = 0.1, num_groups: int = 32, eps: float = 1e-6):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(num_groups, channels, eps=eps)
-        self.conv1 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
-        self.norm2 = nn.GroupNorm(num_groups, channels, eps=eps)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return x + h
-
-
 class AttnBlock1d(nn.Module):
     """GroupNorm -> single-head self-attention over time (1x1 conv q, k, v, proj_out), plus residual.
 
@@ -176,13 +156,11 @@ class VocosBackbone(nn.Module):
         if attention_prelude:
             if dim % num_groups:
                 raise ValueError(f"VocosBackbone: dim={dim} must be divisible by num_groups={num_groups} for the attention prelude.")
+            def res() -> ResBlock:  # taming / LDM's ResnetBlock in 1D, conv biases and dropout as upstream
+                return ResBlock(dim, dims=1, bias=True, dropout=prelude_dropout, num_groups=num_groups, eps=eps)
+
             self.pos_net = nn.Sequential(
-                ResnetBlock1d(dim, prelude_dropout, num_groups, eps),
-                ResnetBlock1d(dim, prelude_dropout, num_groups, eps),
-                AttnBlock1d(dim, num_groups, eps),
-                ResnetBlock1d(dim, prelude_dropout, num_groups, eps),
-                ResnetBlock1d(dim, prelude_dropout, num_groups, eps),
-                nn.GroupNorm(num_groups, dim, eps=eps),
+                res(), res(), AttnBlock1d(dim, num_groups, eps), res(), res(), nn.GroupNorm(num_groups, dim, eps=eps)
             )
         else:
             self.pos_net = None

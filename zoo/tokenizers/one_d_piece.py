@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_target_psnr, fewest_tokens, inference, prepare_images
 from zoo.blocks.maskgit_vqgan import PixelDecoder
-from zoo.blocks.vit import TransformerBlock
+from zoo.blocks.transformer import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -149,6 +149,13 @@ TINY_TEST = OneDPieceConfig(
 # ----------------------------------------------------------------------------------------------
 # ViT encoder and decoder
 # ----------------------------------------------------------------------------------------------
+def _vit_block(width: int, heads: int, mlp_ratio: float) -> TransformerBlock:
+    """TiTok's residual block (open_clip's ResidualAttentionBlock): packed q/k/v, GELU MLP, affine LayerNorms."""
+    return TransformerBlock(
+        width, heads, int(width * mlp_ratio), qk_norm=False, norm_affine=True, bias=True, attn_layout="fused", mlp="gelu"
+    )
+
+
 class OneDPieceEncoder(nn.Module):
     """Image + learned latent tokens -> pre-quantisation latent `[B, N, token_dim]`."""
 
@@ -164,7 +171,7 @@ class OneDPieceEncoder(nn.Module):
         self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(n, w))
         self.norm_pre = nn.LayerNorm(w)
         self.blocks = nn.ModuleList(
-            TransformerBlock(w, cfg.encoder_heads, mlp_ratio=cfg.mlp_ratio) for _ in range(cfg.encoder_depth)
+            _vit_block(w, cfg.encoder_heads, cfg.mlp_ratio) for _ in range(cfg.encoder_depth)
         )
         self.norm_post = nn.LayerNorm(w)
         self.to_token = nn.Linear(w, cfg.token_dim)
@@ -200,7 +207,7 @@ class OneDPieceDecoder(nn.Module):
         self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(n, w))
         self.norm_pre = nn.LayerNorm(w)
         self.blocks = nn.ModuleList(
-            TransformerBlock(w, cfg.decoder_heads, mlp_ratio=cfg.mlp_ratio) for _ in range(cfg.decoder_depth)
+            _vit_block(w, cfg.decoder_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)
         )
         self.norm_post = nn.LayerNorm(w)
         # Per-position head: Linear(W, 2W) -> tanh -> Linear(2W, K_proxy) (1x1 convs upstream).
@@ -219,7 +226,7 @@ class OneDPieceDecoder(nn.Module):
             keep = torch.ones(b, 1 + g2, dtype=torch.bool, device=zq.device)
             mask = torch.cat([keep, valid], dim=1)[:, None, None, :]  # [B, 1, 1, L]: padded latents are not keys
         for blk in self.blocks:
-            h = blk(h, attn_mask=mask)
+            h = blk(h, mask)
         logits = self.head(self.norm_post(h[:, 1 : 1 + g2]))  # [B, g*g, K]
         return rearrange(logits, "b (gh gw) k -> b k gh gw", gh=self.grid)
 

@@ -29,6 +29,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
+from zoo.blocks.resnet import ResBlock
 from zoo.quantizers.lfq import LFQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
@@ -104,23 +105,10 @@ def _group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
     return nn.GroupNorm(NUM_GROUPS_NORM, channels, eps=NORM_EPS, affine=affine)
 
 
-class ResBlock(nn.Module):
-    """GN -> SiLU -> conv3x3 -> GN -> SiLU -> conv3x3, plus the input (1x1 conv when widths differ).
-
-    The convolutions have no bias, as upstream."""
-
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__()
-        self.norm1 = _group_norm(in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
-        self.norm2 = _group_norm(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.nin_shortcut = nn.Conv2d(in_ch, out_ch, 1, bias=False) if in_ch != out_ch else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return h + (x if self.nin_shortcut is None else self.nin_shortcut(x))
+def _res_block(in_ch: int, out_ch: int) -> ResBlock:
+    """GN -> SiLU -> conv3x3 -> GN -> SiLU -> conv3x3, plus the input (1x1 conv when widths differ); no conv
+    biases, as upstream."""
+    return ResBlock(in_ch, out_ch, num_groups=NUM_GROUPS_NORM, eps=NORM_EPS)
 
 
 class Upsample(nn.Module):
@@ -167,12 +155,12 @@ class Encoder(nn.Module):
             block_out = ch * m
             stage.block = nn.ModuleList()
             for _ in range(cfg.num_res_blocks):
-                stage.block.append(ResBlock(block_in, block_out))
+                stage.block.append(_res_block(block_in, block_out))
                 block_in = block_out
             if level < len(mult) - 1:
                 stage.downsample = nn.Conv2d(block_out, block_out, 3, stride=2, padding=1)
             self.down.append(stage)
-        self.mid_block = nn.ModuleList([ResBlock(block_in, block_in) for _ in range(cfg.num_res_blocks)])
+        self.mid_block = nn.ModuleList([_res_block(block_in, block_in) for _ in range(cfg.num_res_blocks)])
         self.norm_out = _group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 1)
 
@@ -200,7 +188,7 @@ class Decoder(nn.Module):
         self.generative = cfg.generative_decoder
         block_in = ch * mult[-1]
         self.conv_in = nn.Conv2d(2 * z if self.generative else z, block_in, 3, padding=1)
-        self.mid_block = nn.ModuleList([ResBlock(block_in, block_in) for _ in range(cfg.num_res_blocks)])
+        self.mid_block = nn.ModuleList([_res_block(block_in, block_in) for _ in range(cfg.num_res_blocks)])
         up: list[nn.Module] = []
         adaptive: list[nn.Module] = []
         for level in reversed(range(len(mult))):
@@ -209,7 +197,7 @@ class Decoder(nn.Module):
             block_out = ch * mult[level]
             stage.block = nn.ModuleList()
             for _ in range(cfg.num_res_blocks):
-                stage.block.append(ResBlock(block_in, block_out))
+                stage.block.append(_res_block(block_in, block_out))
                 block_in = block_out
             if level > 0:
                 stage.upsample = Upsample(block_in)

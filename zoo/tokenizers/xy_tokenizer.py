@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, inference, pad_clips, prepare_audio
+from zoo.blocks.attention import Attention
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
@@ -231,40 +232,20 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Ten
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention, Whisper layout (k_proj without bias); padded keys are masked."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
-        # x: [B, T, D]; key_bias: [B, 1, 1, T], 0 for valid keys and finfo.min for padded ones (a
-        # finite bias, as upstream, so a fully padded item stays finite instead of NaN).
-        b, t, d = x.shape
-        q = self.q_proj(x).view(b, t, self.heads, -1).transpose(1, 2)  # [B, H, T, Dh]
-        k = self.k_proj(x).view(b, t, self.heads, -1).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.heads, -1).transpose(1, 2)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)  # [B, H, T, Dh]
-        return self.out_proj(a.transpose(1, 2).reshape(b, t, d))
-
-
 class TransformerLayer(nn.Module):
     """Pre-LN block: x + attn(LN(x)); x + fc2(gelu(fc1(LN(x))))."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int):
         super().__init__()
-        self.self_attn = SelfAttention(dim, heads)
+        self.self_attn = Attention(dim, heads, layout="whisper", k_bias=False)  # Whisper: k_proj without bias
         self.self_attn_layer_norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
+        # key_bias: [B, 1, 1, T], 0 for valid keys and finfo.min for padded ones (a finite bias, as
+        # upstream, so a fully padded item stays finite instead of NaN)
         x = x + self.self_attn(self.self_attn_layer_norm(x), key_bias)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
