@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from .model import VIT_SIZES, OneDPiece, OneDPieceConfig
+from .model import VIT_SIZES, OneDPieceConfig
 
 # Keys of official checkpoints that inference does not use and the converter drops. The released
 # stage-2 files (`pytorch_model.bin`, also the EMA copies) hold none: every key is an inference key.

@@ -22,7 +22,7 @@ Training drops a random tail of the tokens once per batch ("Tail Token Drop"), s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
