@@ -95,3 +95,42 @@ def test_import_zoo_is_fast_and_light():
     loaded = set(modules.split())
     assert not [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zoo.train")], sorted(
         m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zoo.train"))
+
+
+# Families not yet split into a package (issue 20): their converters still live in zoo/tokenizers/<family>.py.
+PENDING_PACKAGES = ("xy_tokenizer", "wetok")
+CONVERTERS = ("remap_state_dict", "from_official_config")
+FETCHES = ("hf_hub_download", "snapshot_download", "from_pretrained")  # hub and VAE downloads
+
+
+def _convert_py(path: Path) -> bool:
+    rel = path.relative_to(ZOO / "tokenizers")
+    return len(rel.parts) == 2 and rel.name == "convert.py"
+
+
+def test_only_the_families_convert_py_knows_upstream_layouts():
+    """remap_state_dict, from_official_config and the hub/VAE fetching of a family are defined in its
+    zoo/tokenizers/<family>/convert.py and nowhere else in zoo/ (zoo/hub.py fetches catalogue files)."""
+    from zoo.registry import FAMILIES
+
+    assert set(PENDING_PACKAGES) <= set(FAMILIES)
+    bad = []
+    for f in ZOO.rglob("*.py"):
+        in_tokenizers = (ZOO / "tokenizers") in f.parents
+        if in_tokenizers and (_convert_py(f) or f.relative_to(ZOO / "tokenizers").parts[0].removesuffix(".py") in PENDING_PACKAGES):
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CONVERTERS:
+                bad.append(f"{f.relative_to(REPO)}:{node.lineno} defines {node.name}")
+            if in_tokenizers and isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", None))
+                if name in FETCHES:
+                    bad.append(f"{f.relative_to(REPO)}:{node.lineno} calls {name}")
+    for name in FAMILIES:
+        if name in PENDING_PACKAGES:
+            continue
+        convert = ZOO / "tokenizers" / name / "convert.py"
+        assert convert.is_file(), f"family {name} has no {convert.relative_to(REPO)}"
+        defined = {n.name for n in ast.parse(convert.read_text()).body if isinstance(n, ast.FunctionDef)}
+        bad += [f"{convert.relative_to(REPO)} does not define {c}" for c in CONVERTERS if c not in defined]
+    assert not bad, bad

@@ -26,7 +26,6 @@ and codebook terms. At inference the posterior mean is quantised (deterministic 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +35,6 @@ from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference
 from zoo.blocks.transformer import LayerNorm, TransformerBlock
 from zoo.blocks.triplane import TriplaneUpsampler, fourier_features, sample_triplane
 from zoo.quantizers.multiscale import GaussianBottleneck, MultiScaleResidualQuantizer
-from zoo.registry import FamilySpec, Variant
 
 PAPER = "arXiv:2412.02202"
 UPSTREAM = "https://github.com/sparse-mvs-2/VAT (README only; no code or weights released)"
@@ -367,99 +365,3 @@ class VAT(Tokenizer):
         x = torch.cat([pts, normals], dim=-1) if self.cfg.use_normals else pts
         return x, {}
 
-
-# ----------------------------------------------------------------------------------------------
-# checkpoints: there is no official layout, only ours
-# ----------------------------------------------------------------------------------------------
-# Prefixes that training wrappers put in front of our keys (DDP, torch.compile, our EMA/export).
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-# Training-only entries a raw training checkpoint may carry next to the weights: none today.
-TRAINING_ONLY_PREFIXES: tuple[str, ...] = ()
-
-
-def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: VATConfig | None = None) -> dict[str, Tensor]:
-    """A VAT state dict in our layout (possibly with DDP / torch.compile prefixes) -> ours.
-
-    VAT released no weights, so there is no official layout to rename from: this only strips wrapper
-    prefixes. Any other unknown key is kept, so that strict loading names it."""
-    out = {}
-    for k, v in state_dict.items():
-        for p in _WRAPPER_PREFIXES:
-            while k.startswith(p):
-                k = k[len(p):]
-        if TRAINING_ONLY_PREFIXES and k.startswith(TRAINING_ONLY_PREFIXES):
-            continue
-        out[k] = v
-    return out
-
-
-def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor] | None = None,
-                         metadata: Mapping[str, str] | None = None) -> VATConfig:
-    """Our config.json ({"family": "vat", "config": {...}}) or its bare "config" mapping -> VATConfig.
-
-    VAT has no official config format (no code was released); None is an error."""
-    if config is None:
-        raise ValueError(
-            "VAT has no official release, so a checkpoint does not carry its architecture: pass the "
-            "config.json that zoo's training wrote (or its 'config' mapping) as config=."
-        )
-    data = dict(config)
-    if "config" in data and isinstance(data["config"], Mapping):
-        if data.get("family", "vat") != "vat":
-            raise ValueError(f"This config.json is for family {data['family']!r}, not 'vat'.")
-        data = dict(data["config"])
-    return VAT.config_from_dict(data)
-
-
-# ----------------------------------------------------------------------------------------------
-# catalogue
-# ----------------------------------------------------------------------------------------------
-# Tiny config for tests and the embedded CPU default (trained here on CGAL's meshes).
-TINY_CONFIG = VATConfig(
-    num_points=512, num_freqs=6, width=96, encoder_depth=2, num_heads=4, mlp_ratio=2.0, num_latents=32,
-    latent_dim=8, scales=(1, 2, 4, 8, 16, 32), codebook_size=256, num_phi=2, decoder_width=96, decoder_depth=2,
-    triplane_tokens=8, upsample_factor=4, plane_channels=16, mlp_hidden=64, grid_resolution=64,
-)
-
-VARIANTS: tuple[Variant, ...] = (
-    Variant(
-        name="vat-512b",
-        config=VATConfig(),
-        pretrained=None,
-        official=False,
-        description=(
-            "VAT at paper scale, our design for the paper's 512-byte setting: 511 tokens of 8 bits in 9 scales "
-            "(1, 2, 4, ..., 256) per shape. No official code or weights exist; architecture only "
-            "(train it with a recipe). Paper target: F-score 92% at this size, 96% at 3.9 KB (Objaverse)."
-        ),
-    ),
-    Variant(
-        name="vat-tiny",
-        config=TINY_CONFIG,
-        embedded="vat/tiny",
-        official=False,
-        description=(
-            "Tiny VAT trained here on CPU (4000 steps, 47 minutes on one process) on 21 watertight CGAL sample "
-            "meshes and glmark2's bunny, scale augmented; 7 CGAL meshes held out. 63 tokens of 8 bits (63 bytes) "
-            "per shape in 6 scales. A coarse shape codec: held-out F-score@0.05 0.34 vs 0.46 for 8^3 binary "
-            "voxels of the same size (models/vat/NOTES.md)."
-        ),
-    ),
-)
-
-FAMILY = FamilySpec(
-    name="vat",
-    tokenizer=VAT,
-    config=VATConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description=(
-        "3D shapes (surface points + normals, or meshes) -> multi-scale 1D tokens (Gaussian latent, "
-        "VAR-style residual quantisation) -> triplane occupancy -> marching cubes (VAT, AMAP/Alibaba). "
-        "A re-implementation from the paper: no official code or weights were released."
-    ),
-    tiny_config=TINY_CONFIG,
-)

@@ -26,11 +26,9 @@ timestep embedding cat[cos, sin] with max_period 256 and frequencies scaled by 1
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +48,6 @@ from zoo.blocks.transformer import (
 )
 from zoo.quantizers.dropout import NestedDropout
 from zoo.quantizers.fsq import FSQ
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
 from zoo.samplers import Guidance, euler
 
 PAPER = "arXiv:2502.13967"
@@ -172,27 +169,6 @@ def build_vae(cfg: FlexTokConfig) -> nn.Module:
         use_quant_conv=cfg.vae_use_quant_conv,
         use_post_quant_conv=cfg.vae_use_post_quant_conv,
     )
-
-
-def load_vae_weights(vae: nn.Module, source: str, scaling_factor: float | None = None) -> None:
-    """Fill our VAE with a released diffusers AutoencoderKL's weights (hub id or folder), strictly; when
-    given, scaling_factor must equal the released VAE's (the latents' scale is part of the model)."""
-    from diffusers.models import AutoencoderKL
-
-    try:
-        donor = AutoencoderKL.from_pretrained(source)
-        state = donor.state_dict()
-    except Exception as e:
-        raise ValueError(f"FlexTok vae_init={source!r}: could not load a diffusers AutoencoderKL from it ({type(e).__name__}: {e}).") from e
-    ours = vae.state_dict()
-    bad = sorted(k for k in set(ours) | set(state) if k not in ours or k not in state or ours[k].shape != state[k].shape)
-    if bad:
-        raise ValueError(f"FlexTok vae_init={source!r} does not match the configured VAE (vae_* fields); differing keys: {bad[:8]}.")
-    released = donor.config.get("scaling_factor")
-    if scaling_factor is not None and released is not None and abs(float(released) - scaling_factor) > 1e-6:
-        raise ValueError(f"FlexTok vae_init={source!r} has scaling_factor {released}; the config says vae_scaling_factor="
-                         f"{scaling_factor}. Set vae_scaling_factor: {released} in the recipe.")
-    vae.load_state_dict(state)
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -328,6 +304,8 @@ class FlexTok(Tokenizer):
         super().__init__(cfg)
         self.vae = build_vae(cfg).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen
         if cfg.vae_init and self.vae is not None:
+            from .convert import load_vae_weights  # here, not at the top: convert.py imports this module
+
             load_vae_weights(self.vae, cfg.vae_init, cfg.vae_scaling_factor)
         self.encoder = FlexTokEncoder(cfg)
         self.quantizer = FSQ(cfg.fsq_levels)
@@ -617,254 +595,3 @@ class FlexTok(Tokenizer):
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
         return torch.rand((batch_size, 3, s, s), generator=generator), {}
-
-
-# ----------------------------------------------------------------------------------------------
-# official checkpoints
-# ----------------------------------------------------------------------------------------------
-# Official prefixes -> ours. Checked in order; the first match renames.
-_PREFIXES = (
-    ("vae.vae.", "vae."),
-    ("encoder.module_dict.enc_patch_emb.patch_proj.", "encoder.patch_emb."),
-    ("encoder.module_dict.enc_transformer.blocks.", "encoder.blocks."),
-    ("encoder.module_dict.enc_to_latents.proj.", "encoder.to_latents."),
-    ("decoder.module_dict.dec_from_latents.proj.", "decoder.from_latents."),
-    ("decoder.module_dict.dec_noise_patch_emb.patch_proj.", "decoder.patch_emb."),
-    ("decoder.module_dict.dec_time_embedder.mlp.", "decoder.time_mlp."),
-    ("decoder.module_dict.dec_transformer.blocks.", "decoder.blocks."),
-    ("decoder.module_dict.dec_to_patches.adaLN_modulation.", "decoder.head_adaLN."),
-    ("decoder.module_dict.dec_to_patches.proj.", "decoder.head."),
-)
-# Whole tensors whose layout differs: official name -> (our name, official layout -> ours).
-_TENSORS: dict[str, tuple[str, Callable[[Tensor], Tensor]]] = {
-    "encoder.module_dict.enc_posemb_module.posembs": ("encoder.posemb", lambda t: t[0]),  # [1, D, G, G] -> [D, G, G]
-    "encoder.module_dict.enc_register_module.registers": ("encoder.registers", lambda t: t),
-    "decoder.module_dict.dec_patches_posemb_module.posembs": ("decoder.posemb", lambda t: t[0]),
-    "decoder.module_dict.dec_registers_posemb_module.posembs": ("decoder.register_posemb", lambda t: t[0, 0].t()),  # [1, 1, D, R] -> [R, D]
-    "decoder.module_dict.dec_nested_dropout.dropout_mask_token": ("decoder.nested_dropout.mask_token", lambda t: t),
-    "decoder.module_dict.dec_latent_dropout.nullcond": ("decoder.null_cond", lambda t: t),
-}
-# Training-only entries that inference does not use (dropped on purpose; anything else unknown
-# keeps its official name and makes strict loading fail):
-#   vae.logvar: StableDiffusionVAE's learnable KL log-variance (learnable_logvar=True), a loss weight.
-TRAINING_ONLY_KEYS = ("vae.logvar",)
-
-
-def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: FlexTokConfig | None = None) -> dict[str, Tensor]:
-    """Official FlexTok state dict (`vae.vae.*`, `encoder.module_dict.*`, `decoder.module_dict.*`) -> ours."""
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        if key in TRAINING_ONLY_KEYS:
-            continue
-        if key in _TENSORS:
-            name, fn = _TENSORS[key]
-            out[name] = fn(value)
-            continue
-        for old, new in _PREFIXES:
-            if key.startswith(old):
-                out[new + key[len(old):]] = value
-                break
-        else:
-            out[key] = value  # unknown: left as is so that strict loading names it
-    return out
-
-
-def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
-    return value
-
-
-def _official_sections(config: Mapping | None, metadata: Mapping[str, str] | None) -> tuple[dict, dict]:
-    """-> (official hydra config {vae, encoder, decoder, regularizer, ...}, diffusers VAE config or {})."""
-    vae_cfg: dict = {}
-    off: dict = {}
-    if config:
-        if config.get("_class_name") == "AutoencoderKL":  # the VAE repo's diffusers config.json
-            vae_cfg = dict(config)
-        elif isinstance(config.get("config"), Mapping) and "encoder" in config["config"]:  # parity fixture
-            off = dict(config["config"])
-            vae_cfg = dict(config.get("vae_autoencoderkl_config") or {})
-        elif "encoder" in config and "decoder" in config:  # the released config.json (hydra dict)
-            off = dict(config)
-        else:
-            raise ValueError(
-                "FlexTok config not recognised: expected the released config.json (with 'encoder', 'decoder', "
-                "'vae', 'regularizer'), a parity fixture's config.json (with 'config'), or the VAE's diffusers "
-                f"config.json (_class_name AutoencoderKL); got top-level keys {sorted(config)[:12]}."
-            )
-    if not off and metadata:  # the config FlexTok embeds in its safetensors header
-        off = {k: _literal(v) for k, v in metadata.items() if k in ("vae", "encoder", "decoder", "regularizer", "pipeline")}
-    return off, vae_cfg
-
-
-def _modules(off: Mapping, part: str) -> dict:
-    return dict((off.get(part) or {}).get("module_dict") or {})
-
-
-def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None) -> FlexTokConfig:
-    """Official config (released hydra config.json, the safetensors header of model.safetensors, or a
-    parity fixture's config.json; optionally the VAE's diffusers config.json) + state dict -> FlexTokConfig.
-
-    Sizes come from the tensor shapes; what shapes cannot tell (head dims, FSQ levels, VAE scaling
-    factor, GroupNorm groups, max timestep) comes from the config."""
-    off, vae_cfg = _official_sections(config, metadata)
-    sd = state_dict
-    enc, dec = _modules(off, "encoder"), _modules(off, "decoder")
-
-    def shape(key: str) -> tuple[int, ...]:
-        if key not in sd:
-            raise ValueError(f"This is not a FlexTok checkpoint: it has no {key!r}.")
-        return tuple(sd[key].shape)
-
-    def depth(prefix: str) -> int:
-        ids = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)}
-        return max(ids) + 1 if ids else 0
-
-    e = "encoder.module_dict."
-    d = "decoder.module_dict."
-    enc_dim, patch_in = shape(e + "enc_patch_emb.patch_proj.weight")
-    dec_dim = shape(d + "dec_noise_patch_emb.patch_proj.weight")[0]
-    num_registers, _ = shape(e + "enc_register_module.registers")
-    grid = shape(e + "enc_posemb_module.posembs")[-1]
-    n_levels = shape(e + "enc_to_latents.proj.weight")[0]
-    enc_tf, dec_tf = enc.get("enc_transformer", {}), dec.get("dec_transformer", {})
-    levels = tuple((off.get("regularizer") or {}).get("levels") or ((8, 8, 8, 5, 5, 5) if n_levels == 6 else ()))
-    if len(levels) != n_levels:
-        raise ValueError(f"FlexTok FSQ levels {list(levels)} do not match the checkpoint's {n_levels} latent channels; pass the official config.")
-    # VAE: sizes from shapes; groups and scaling factor from the configs.
-    v = "vae.vae."
-    n_blocks = depth(v + "encoder.down_blocks.")
-    block_out = tuple(shape(f"{v}encoder.down_blocks.{i}.resnets.0.conv1.weight")[0] for i in range(n_blocks))
-    latent_c = shape(v + "decoder.conv_in.weight")[1]
-    patch = int(round(math.sqrt(patch_in // latent_c)))
-    off_vae = off.get("vae") or {}
-    scaling = off_vae.get("scaling_factor") or vae_cfg.get("scaling_factor")
-    if scaling is None:
-        scaling = _hub_vae_scaling_factor(off_vae.get("hf_hub_path"))
-    groups = vae_cfg.get("norm_num_groups")
-    if groups is None:  # not in the FlexTok header; the released VAEs (SDXL layout) use 32
-        if any(c % 32 for c in block_out):
-            raise ValueError(
-                f"The VAE's GroupNorm group count is not in this FlexTok checkpoint and 32 does not divide its widths "
-                f"{list(block_out)}; pass the VAE's diffusers config.json (or a fixture config.json) as config=."
-            )
-        groups = 32
-    head_dim = lambda tf, dim: int(tf.get("head_dim") or (dim // tf["num_heads"] if tf.get("num_heads") else 64))  # noqa: E731
-    time_cfg = dec.get("dec_time_embedder", {})
-    null_target = str((dec.get("dec_latent_dropout") or {}).get("_target_", ""))
-    # training settings (only used when fine-tuning): nested dropout sampling, CFG condition dropout
-    nested_mode = (dec.get("dec_nested_dropout") or {}).get("size_sampling_mode") or FlexTokConfig.nested_dropout_mode
-    cond_p = (dec.get("dec_latent_dropout") or {}).get("dropout_prob", FlexTokConfig.cond_dropout_prob)
-    return FlexTokConfig(
-        image_size=grid * patch * 2 ** (n_blocks - 1),
-        num_registers=num_registers,
-        fsq_levels=levels,
-        patch_size=patch,
-        enc_dim=enc_dim,
-        enc_depth=depth(e + "enc_transformer.blocks."),
-        enc_head_dim=head_dim(enc_tf, enc_dim),
-        dec_dim=dec_dim,
-        dec_depth=depth(d + "dec_transformer.blocks."),
-        dec_head_dim=head_dim(dec_tf, dec_dim),
-        mlp_ratio=float(enc_tf.get("mlp_ratio", 4.0)),
-        adaln_expansion=shape(d + "dec_transformer.blocks.0.adaLN_modulation.1.weight")[0] // (6 * dec_dim),
-        null_cond="learned" if (d + "dec_latent_dropout.nullcond") in sd or "Learned" in null_target else "zero",
-        time_freq_dim=shape(d + "dec_time_embedder.mlp.0.weight")[1],
-        max_timestep=float(time_cfg.get("max_timestep", 1000.0 if time_cfg else 1.0)),
-        vae_latent_channels=latent_c,
-        vae_block_out_channels=block_out,
-        vae_layers_per_block=depth(v + "encoder.down_blocks.0.resnets."),
-        vae_norm_num_groups=int(groups),
-        vae_use_quant_conv=(v + "quant_conv.weight") in sd,
-        vae_use_post_quant_conv=(v + "post_quant_conv.weight") in sd,
-        vae_scaling_factor=float(scaling),
-        vae_sample_posterior=bool(off_vae.get("sample_posterior", False)),
-        nested_dropout_mode=str(nested_mode),
-        cond_dropout_prob=float(cond_p),
-    )
-
-
-def _hub_vae_scaling_factor(hub_path: str | None) -> float:
-    """The released checkpoints may leave the VAE scaling factor to the VAE repo's config.json."""
-    if not hub_path:
-        raise ValueError(
-            "The FlexTok checkpoint does not give the VAE scaling factor; pass the VAE's diffusers config.json "
-            "as config= (e.g. from EPFL-VILAB/flextok_vae_c16)."
-        )
-    import json
-
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return float(json.loads(open(hf_hub_download(hub_path, "config.json")).read())["scaling_factor"])
-    except Exception as e:
-        raise ValueError(
-            f"The FlexTok checkpoint leaves the VAE scaling factor to {hub_path}/config.json, which could not be read "
-            f"({type(e).__name__}). Download it and pass it as config=."
-        ) from e
-
-
-# ----------------------------------------------------------------------------------------------
-# catalogue
-# ----------------------------------------------------------------------------------------------
-def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, vae: str, about: str,
-              revision: str | None = None) -> Variant:
-    cfg = FlexTokConfig(enc_dim=enc[1], enc_depth=enc[0], dec_dim=dec[1], dec_depth=dec[0])
-    return Variant(
-        name=name,
-        config=cfg,
-        pretrained=PretrainedCfg(hub_id=hub, filename="model.safetensors", revision=revision, license=WEIGHTS_LICENSE,
-                                 paper=PAPER),
-        description=about,
-        extra={"vae_hub_id": vae},
-    )
-
-
-TINY_CONFIG = FlexTokConfig(
-    image_size=64, num_registers=16, enc_dim=64, enc_depth=2, enc_head_dim=32, dec_dim=64, dec_depth=2, dec_head_dim=32,
-    vae_block_out_channels=(16, 32, 32, 32), vae_layers_per_block=1, vae_norm_num_groups=8, vae_scaling_factor=0.5,
-    decode_steps=4,
-)
-
-# The embedded default (models/flextok/tiny-64, trained here with recipes/flextok/tiny-cpu.yaml): pixel space, no VAE.
-TINY_64_CONFIG = FlexTokConfig(
-    latent_space="pixels", image_size=64, patch_size=4, num_registers=32, enc_dim=96, enc_depth=2, enc_head_dim=32,
-    dec_dim=96, dec_depth=3, dec_head_dim=32, decode_steps=25, guidance_scale=1.0, apg=False,
-)
-
-VARIANTS: tuple[Variant, ...] = (
-    _released("flextok-d12-d12-in1k", (12, 768), (12, 768), "EPFL-VILAB/flextok_d12_d12_in1k", "EPFL-VILAB/flextok_vae_c16",
-              "FlexTok d12-d12 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes.",
-              revision="fe24b9794f32cc5c002781d25dd81a7768bed71c"),  # a snapshot seen in public code
-    _released("flextok-d18-d18-in1k", (18, 1152), (18, 1152), "EPFL-VILAB/flextok_d18_d18_in1k", "EPFL-VILAB/flextok_vae_c16",
-              "FlexTok d18-d18 trained on ImageNet-1k: 1..256 tokens per 256x256 image, FSQ 64k codes."),
-    _released("flextok-d18-d28-in1k", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_in1k", "EPFL-VILAB/flextok_vae_c16",
-              "FlexTok d18-d28 trained on ImageNet-1k (the main release): 1..256 tokens per 256x256 image."),
-    _released("flextok-d18-d28-dfn", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_dfn", "EPFL-VILAB/flextok_vae_c16",
-              "FlexTok d18-d28 trained on DFN image-text data: 1..256 tokens per 256x256 image."),
-    Variant(
-        name="flextok-tiny-64",
-        config=TINY_64_CONFIG,
-        embedded="flextok/tiny-64",
-        official=False,
-        description="Tiny pixel-space FlexTok for 64x64 images (1..32 tokens, no VAE), trained here on CPU on real "
-                    "photos (recipes/flextok/tiny-cpu.yaml); a demonstration, far below the released models.",
-    ),
-)
-
-FAMILY = FamilySpec(
-    name="flextok",
-    tokenizer=FlexTok,
-    config=FlexTokConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="Images -> ordered 1D FSQ tokens of any length 1..256; rectified-flow decoder (FlexTok, Apple/EPFL).",
-    tiny_config=TINY_CONFIG,
-)
