@@ -98,7 +98,7 @@ def test_import_zoo_is_fast_and_light():
 
 
 # Families not yet split into a package (issue 20): their converters still live in zoo/tokenizers/<family>.py.
-PENDING_PACKAGES = ("xy_tokenizer", "wetok")
+PENDING_PACKAGES = ("wetok",)
 CONVERTERS = ("remap_state_dict", "from_official_config")
 FETCHES = ("hf_hub_download", "snapshot_download", "from_pretrained")  # hub and VAE downloads
 

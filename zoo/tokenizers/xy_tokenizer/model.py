@@ -4,6 +4,8 @@ Paper: "XY-Tokenizer: Mitigating the Semantic-Acoustic Conflict in Low-Bitrate S
 Gong et al., arXiv 2506.23325. Upstream: github.com/gyt1145028706/XY-Tokenizer (Apache-2.0, read at
 commit 5df5609) and its copy inside github.com/OpenMOSS/MOSS-TTSD (`XY_Tokenizer/`, Apache-2.0), the
 codec of MOSS-TTSD. Written anew from the paper and a reading of that code; nothing is copied.
+This module: the config and the tokenizer; `convert.py` reads the official checkpoints,
+`variants.py` is the catalogue, `stream.py` the chunked encoder and decoder.
 
     wav 16 kHz -> Whisper log-mel (100 Hz, 80 bins)
       -> semantic encoder (Whisper-style) -> semantic adapter --+
@@ -28,22 +30,20 @@ Behaviour kept from the official code (see models/xy_tokenizer/NOTES.md):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, config_from_dict, inference, pad_clips, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, pad_clips, prepare_audio
 from zoo.blocks.attention import Attention
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
-from zoo.streaming import HopWindowStream
+
+from .stream import XYDecoderStream, XYEncoderStream
 
 PAPER = "arXiv:2506.23325"
 UPSTREAM = "https://github.com/gyt1145028706/XY-Tokenizer"
@@ -162,10 +162,6 @@ class XYTokenizerConfig:
     @property
     def hop_codes(self) -> int:
         return self.window_hop_seconds * self.sample_rate // self.samples_per_code
-
-
-def _stack_dict(s: StackConfig) -> dict:
-    return dataclasses.asdict(s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -594,13 +590,13 @@ class XYTokenizer(Tokenizer):
         return self.head(self.vocos(feats))  # [B, 8T * hop]
 
     # -- streaming ------------------------------------------------------------------------------
-    def stream_encoder(self) -> "XYEncoderStream":
+    def stream_encoder(self) -> XYEncoderStream:
         """Encode audio chunk by chunk: `s.push(audio [B, 1, t] at 16 kHz) -> Tokens`, then `s.flush()`.
         Exactly the offline ids: a 30 s window is encoded once all its audio is in (lookahead: one window,
         `s.lookahead_samples`), the rest at flush. No resampling: feed the model's rate."""
         return XYEncoderStream(self)
 
-    def stream_decoder(self) -> "XYDecoderStream":
+    def stream_decoder(self) -> XYDecoderStream:
         """Decode tokens chunk by chunk: `s.push(ids [B, Q, n]) -> audio [B, 1, m]`, then `s.flush()`.
         Exactly the offline decode: a window of 375 codes is decoded once all its codes are in."""
         return XYDecoderStream(self)
@@ -631,355 +627,3 @@ class XYTokenizer(Tokenizer):
         tokens = Tokens(ids=q.ids.detach().transpose(1, 2), layout="rvq", meta=self.token_meta(sample_rate=cfg.sample_rate))
         return TokenizerOutput(recon=recon[:, None], tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics),
                                features=zq, feature_lengths=frames)
-
-
-# ----------------------------------------------------------------------------------------------
-# official checkpoints
-# ----------------------------------------------------------------------------------------------
-# Keys of the official checkpoints that nothing of ours uses. None: the codebook EMA state
-# (`cluster_size`, `embed_avg`, `inited`) maps onto the shared ResidualVQ's EMA buffers, so that
-# fine-tuning continues the EMA. Any key we do not know is passed through under its own name, so
-# strict loading names it.
-TRAINING_ONLY_KEYS: tuple[str, ...] = ()
-
-# Key renames, first match wins (applied after the vocoder prefix and the HF-port spellings are
-# normalised): official -> ours.
-_RENAMES = (
-    (r"^vocos\.backbone\.", "vocos."),
-    (r"^vocos\.head\.", "head."),
-    (r"^quantizer\.input_proj\.weight_g$", "quantizer_in.parametrizations.weight.original0"),
-    (r"^quantizer\.input_proj\.weight_v$", "quantizer_in.parametrizations.weight.original1"),
-    (r"^quantizer\.input_proj\.bias$", "quantizer_in.bias"),
-    (r"^quantizer\.output_proj\.weight_g$", "quantizer_out.parametrizations.weight.original0"),
-    (r"^quantizer\.output_proj\.weight_v$", "quantizer_out.parametrizations.weight.original1"),
-    (r"^quantizer\.output_proj\.bias$", "quantizer_out.bias"),
-    (r"^quantizer\.quantizers\.(\d+)\.codebook$", r"rvq.layers.\1.codebook"),
-    (r"^quantizer\.quantizers\.(\d+)\.cluster_size$", r"rvq.layers.\1.cluster_size"),
-    (r"^quantizer\.quantizers\.(\d+)\.embed_avg$", r"rvq.layers.\1.embed_sum"),
-    (r"^quantizer\.quantizers\.(\d+)\.inited$", r"rvq.layers.\1.initialized"),
-)
-
-
-def _normalise_key(k: str) -> str:
-    """Bring the three official spellings to one: gyt (`vocos.`), MOSS-TTSD (`enhanced_vocos.`) and
-    the transformers-style port (`mlp.fc1`, parametrized weight norm)."""
-    k = re.sub(r"^enhanced_vocos\.", "vocos.", k)
-    k = re.sub(r"\.mlp\.(fc[12])\.", r".\1.", k)
-    k = k.replace(".parametrizations.weight.original0", ".weight_g").replace(".parametrizations.weight.original1", ".weight_v")
-    return k
-
-
-def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: XYTokenizerConfig) -> dict[str, Tensor]:
-    """Official XY-Tokenizer keys -> ours: the vocoder's `backbone.`/`head.` split becomes
-    `vocos.`/`head.`; the weight-normed RVQ projections become parametrized 1x1 convs; each
-    `quantizer.quantizers.{i}` (codebook + EMA state) becomes `rvq.layers.{i}` of the shared
-    ResidualVQ (`embed_avg` -> `embed_sum`, the [1] bool `inited` -> the 0-d `initialized`)."""
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        k = _normalise_key(key)
-        if any(re.fullmatch(p, k) for p in TRAINING_ONLY_KEYS):
-            continue
-        for pattern, repl in _RENAMES:
-            if re.search(pattern, k):
-                k = re.sub(pattern, repl, k)
-                break
-        if k.endswith(".initialized"):
-            value = value.reshape(())
-        out[k] = value
-    return out
-
-
-def _layers(sd: Mapping[str, Tensor], prefix: str) -> int:
-    idx = {int(m.group(1)) for k in sd for m in [re.match(re.escape(prefix) + r"layers\.(\d+)\.", k)] if m}
-    return max(idx) + 1 if idx else 0
-
-
-def _infer_config(sd: Mapping[str, Tensor]) -> XYTokenizerConfig:
-    """A config from the shapes of an official state dict (the released pickles ship none).
-    Attention heads are not in the shapes: head width 64 is assumed (Whisper-small: 768 / 12)."""
-    sd = {_normalise_key(k): v for k, v in sd.items()}
-    need = ("semantic_encoder.conv1.weight", "quantizer.input_proj.weight_v", "vocos.head.out.weight")
-    missing = [k for k in need if k not in sd]
-    if missing:
-        raise ValueError(
-            f"This does not look like an XY-Tokenizer checkpoint: no {missing}. Pass the official config "
-            "(YAML with generator_params) if the layout differs."
-        )
-
-    def stack(prefix: str, *, positions_key="positional_embedding") -> StackConfig:
-        p, d = sd[f"{prefix}.{positions_key}"].shape
-        ffn = sd[f"{prefix}.layers.0.fc1.weight"].shape[0]
-        din = sd[f"{prefix}.proj.weight"].shape[1] if f"{prefix}.proj.weight" in sd else d
-        dout = sd[f"{prefix}.out_proj.weight"].shape[0] if f"{prefix}.out_proj.weight" in sd else d
-        return StackConfig(din, d, dout, _layers(sd, prefix + "."), max(1, d // 64), ffn, p)
-
-    n_mels = sd["semantic_encoder.conv1.weight"].shape[1]
-    sem = dataclasses.replace(stack("semantic_encoder"), input_dim=n_mels)
-    aco = dataclasses.replace(stack("acoustic_encoder"), input_dim=n_mels)
-    dec = dataclasses.replace(stack("acoustic_decoder"), output_dim=sd["acoustic_decoder.deconv2.weight"].shape[1])
-    n_fft = sd["vocos.head.out.weight"].shape[0] - 2
-    hop = n_fft // 4  # every release: 640/160, 960/240, 1280/320
-    upsample = sd["upsample.up_conv.weight"].shape[2]
-    n_q = len({k for k in sd if re.fullmatch(r"quantizer\.quantizers\.\d+\.codebook", k)})
-    cfg = dict(
-        n_mels=n_mels,
-        semantic_encoder=sem,
-        semantic_adapter=stack("semantic_encoder_adapter"),
-        acoustic_encoder=aco,
-        pre_rvq_adapter=stack("pre_rvq_adapter"),
-        downsample=sd["downsample.gate_proj.weight"].shape[2],
-        rvq_dim=sd["quantizer.input_proj.weight_v"].shape[0],
-        num_quantizers=n_q,
-        codebook_size=sd["quantizer.quantizers.0.codebook"].shape[0],
-        post_rvq_adapter=stack("post_rvq_adapter"),
-        upsample=upsample,
-        acoustic_decoder=dec,
-        vocos_dim=sd["vocos.backbone.embed.weight"].shape[0],
-        vocos_intermediate_dim=sd["vocos.backbone.convnext.0.pwconv1.weight"].shape[0],
-        vocos_layers=len({k.split(".")[3] for k in sd if k.startswith("vocos.backbone.convnext.")}),
-        vocos_n_fft=n_fft,
-        vocos_hop=hop,
-        output_sample_rate=16000 * hop * 2 * upsample // (160 * 2 * sd["downsample.gate_proj.weight"].shape[2]),
-    )
-    return XYTokenizerConfig(**cfg)
-
-
-def _require(section: Mapping, key: str, where: str):
-    if key not in section:
-        raise ValueError(f"XY-Tokenizer config: {where} has no {key!r}; it holds {sorted(section)}.")
-    return section[key]
-
-
-def from_official_config(config: Mapping | None, state_dict: Mapping[str, Tensor] | None = None,
-                         metadata: Mapping | None = None) -> XYTokenizerConfig:
-    """Official config (YAML `{sample_rate | input_sample_rate, generator_params: {...}}`, the bare
-    `generator_params` mapping, or the parity fixture's config.json) -> XYTokenizerConfig.
-    With config=None the shapes of `state_dict` decide (the released pickles carry no config)."""
-    if config is None:
-        if state_dict is None:
-            raise ValueError("XY-Tokenizer conversion needs the official config or the checkpoint's state dict.")
-        return _infer_config(state_dict)
-    gp = config.get("generator_params", config)
-    if "semantic_encoder_kwargs" not in gp:
-        raise ValueError(
-            "XY-Tokenizer config: expected the official schema (generator_params with semantic_encoder_kwargs, "
-            f"quantizer_kwargs, vocos_kwargs, ...); got keys {sorted(gp)}."
-        )
-    in_sr = int(gp.get("input_sample_rate", gp.get("sample_rate", config.get("sample_rate", 16000))))
-    fe = gp.get("feature_extractor_kwargs", {})
-    q = _require(gp, "quantizer_kwargs", "generator_params")
-    if q.get("codebook_dim", q["rvq_dim"]) != q["rvq_dim"]:
-        raise ValueError(
-            f"XY-Tokenizer: codebook_dim ({q['codebook_dim']}) != rvq_dim ({q['rvq_dim']}) adds per-layer projections "
-            "that no release uses; this port supports codebook_dim == rvq_dim."
-        )
-    if q["input_dim"] == q["rvq_dim"] or q.get("output_dim", q["input_dim"]) == q["rvq_dim"]:
-        raise ValueError("XY-Tokenizer: this port expects the RVQ input/output projections (rvq_dim different from input_dim/output_dim), as every release has.")
-
-    def whisper(kw: Mapping, where: str, *, decoder: bool = False) -> StackConfig:
-        if kw.get("kernel_size", 3) != 3:
-            raise ValueError(f"XY-Tokenizer {where}: kernel_size {kw['kernel_size']} is not supported (the released 3 is).")
-        if kw.get("activation_function", "gelu") != "gelu":
-            raise ValueError(f"XY-Tokenizer {where}: activation {kw['activation_function']!r} is not supported (gelu is).")
-        pre = "decoder" if decoder else "encoder"
-        positions = (int(kw.get("max_audio_seconds", 30)) * int(kw.get("sampling_rate", in_sr)) // int(kw.get("hop_length", 160))) // int(kw.get("stride_size", 2))
-        d, mels = int(kw["d_model"]), int(kw.get("num_mel_bins", 128))
-        return StackConfig(
-            input_dim=d if decoder else mels, dim=d, output_dim=mels if decoder else d,
-            layers=int(kw[f"{pre}_layers"]), heads=int(kw[f"{pre}_attention_heads"]), ffn_dim=int(kw[f"{pre}_ffn_dim"]),
-            max_positions=positions,
-        )
-
-    def adapter(kw: Mapping) -> StackConfig:
-        d = int(kw["d_model"])
-        return StackConfig(
-            input_dim=int(kw.get("input_dim", d)), dim=d, output_dim=int(kw.get("output_dim", d)),
-            layers=int(kw["encoder_layers"]), heads=int(kw["encoder_attention_heads"]), ffn_dim=int(kw["encoder_ffn_dim"]),
-            max_positions=int(kw.get("max_source_positions", 1500)),
-        )
-
-    sem_kw = _require(gp, "semantic_encoder_kwargs", "generator_params")
-    voc = _require(gp, "vocos_kwargs", "generator_params")
-    if voc.get("padding", "same") != "same":
-        raise ValueError(f"XY-Tokenizer vocos padding {voc['padding']!r} is not supported ('same' is).")
-    up = int(_require(gp, "upsample_kwargs", "generator_params").get("stride", 4))
-    stride = int(sem_kw.get("stride_size", 2))
-    hop = int(voc.get("hop_size", 160))
-    down = int(_require(gp, "downsample_kwargs", "generator_params").get("avg_pooler", 4))
-    mel_hop = int(fe.get("hop_length", 160))
-    out_sr = in_sr * hop * stride * up // (mel_hop * stride * down)
-    if "output_sample_rate" in gp and int(gp["output_sample_rate"]) != out_sr:
-        raise ValueError(f"XY-Tokenizer config: output_sample_rate {gp['output_sample_rate']} disagrees with the vocoder hop {hop} ({out_sr} Hz).")
-    return XYTokenizerConfig(
-        sample_rate=in_sr,
-        output_sample_rate=out_sr,
-        n_mels=int(fe.get("feature_size", 80)),
-        mel_n_fft=int(fe.get("n_fft", 400)),
-        mel_hop=mel_hop,
-        window_seconds=int(fe.get("chunk_length", 30)),
-        conv_stride=stride,
-        semantic_encoder=whisper(sem_kw, "semantic_encoder_kwargs"),
-        semantic_adapter=adapter(_require(gp, "semantic_encoder_adapter_kwargs", "generator_params")),
-        acoustic_encoder=whisper(_require(gp, "acoustic_encoder_kwargs", "generator_params"), "acoustic_encoder_kwargs"),
-        pre_rvq_adapter=adapter(_require(gp, "pre_rvq_adapter_kwargs", "generator_params")),
-        downsample=down,
-        rvq_dim=int(q["rvq_dim"]),
-        num_quantizers=int(q["num_quantizers"]),
-        codebook_size=int(q["codebook_size"]),
-        post_rvq_adapter=adapter(_require(gp, "post_rvq_adapter_kwargs", "generator_params")),
-        upsample=up,
-        acoustic_decoder=whisper(_require(gp, "acoustic_decoder_kwargs", "generator_params"), "acoustic_decoder_kwargs", decoder=True),
-        vocos_dim=int(voc.get("dim", 512)),
-        vocos_intermediate_dim=int(voc.get("intermediate_dim", 4096)),
-        vocos_layers=int(voc.get("num_layers", 30)),
-        vocos_n_fft=int(voc.get("n_fft", 640)),
-        vocos_hop=hop,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# catalogue
-# ----------------------------------------------------------------------------------------------
-def _with_vocoder(n_fft: int, hop: int, rate: int) -> XYTokenizerConfig:
-    return dataclasses.replace(XYTokenizerConfig(), vocos_n_fft=n_fft, vocos_hop=hop, output_sample_rate=rate)
-
-
-TINY_CONFIG = XYTokenizerConfig(
-    semantic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
-    semantic_adapter=StackConfig(32, 32, 32, 1, 2, 64, 1500),
-    acoustic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
-    pre_rvq_adapter=StackConfig(64, 32, 32, 1, 2, 64, 1500),
-    rvq_dim=16,
-    codebook_size=256,
-    post_rvq_adapter=StackConfig(128, 32, 128, 1, 2, 64, 375),
-    acoustic_decoder=StackConfig(32, 32, 80, 1, 2, 64, 1500),
-    vocos_dim=32,
-    vocos_intermediate_dim=64,
-    vocos_layers=1,
-)
-
-# The embedded `xy-tokenizer-tiny-16k` (models/xy_tokenizer/tiny-16k, recipes/xy_tokenizer/tiny-cpu.yaml):
-# 0.85 M parameters, 8 x 256 codes at 12.5 Hz (800 bps), trained here on CPU.
-TINY_16K_CONFIG = XYTokenizerConfig(
-    semantic_encoder=StackConfig(80, 64, 64, 1, 4, 128, 1500),
-    semantic_adapter=StackConfig(64, 64, 64, 1, 4, 128, 1500),
-    acoustic_encoder=StackConfig(80, 64, 64, 2, 4, 128, 1500),
-    pre_rvq_adapter=StackConfig(128, 64, 64, 1, 4, 128, 1500),
-    rvq_dim=32,
-    codebook_size=256,
-    post_rvq_adapter=StackConfig(256, 64, 256, 1, 4, 128, 375),
-    acoustic_decoder=StackConfig(64, 64, 80, 2, 4, 128, 1500),
-    vocos_dim=64,
-    vocos_intermediate_dim=192,
-    vocos_layers=4,
-)
-
-_LICENSE = "apache-2.0"
-VARIANTS = (
-    Variant(
-        name="xy-tokenizer-16k",
-        config=XYTokenizerConfig(),
-        pretrained=PretrainedCfg(hub_id="fdugyt/XY_Tokenizer", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
-        description="XY-Tokenizer (paper model, Emilia): 16 kHz speech, 8 x 1024 RVQ codes at 12.5 Hz (1 kbps), 16 kHz decoder.",
-    ),
-    Variant(
-        name="xy-tokenizer-ttsd-24k",
-        config=_with_vocoder(960, 240, 24000),
-        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER,
-                                 revision="c83433728e698ed0698e88cb5096bc221fb8f8c5"),  # pinned by MOSS-TTSD v0.5 users; NOTES.md
-        description="MOSS-TTSD v0.5 codec: the XY-Tokenizer encoder with a 24 kHz Vocos decoder (same 1 kbps tokens).",
-    ),
-    Variant(
-        name="xy-tokenizer-ttsd-32k",
-        config=_with_vocoder(1280, 320, 32000),
-        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0_32k", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
-        description="MOSS-TTSD codec with a 32 kHz Vocos decoder retrained on full-band data (same 1 kbps tokens).",
-    ),
-    Variant(
-        name="xy-tokenizer-tiny-16k",
-        config=TINY_16K_CONFIG,
-        embedded="xy_tokenizer/tiny-16k",
-        official=False,
-        description="A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model).",
-    ),
-)
-
-FAMILY = FamilySpec(
-    name="xy_tokenizer",
-    tokenizer=XYTokenizer,
-    config=XYTokenizerConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.",
-    tiny_config=TINY_CONFIG,
-)
-
-
-class XYEncoderStream:
-    """`XYTokenizer.stream_encoder()`: equal to the offline encode of the whole stream (upstream's windows)."""
-
-    def __init__(self, model: XYTokenizer):
-        cfg = model.cfg
-        self.model, self.num_samples = model, 0
-        self.lookahead_samples = cfg.window_samples
-        self.windows = HopWindowStream(self._one_window, self._tail, cfg.window_samples,
-                                       cfg.window_hop_seconds * cfg.sample_rate, cfg.hop_codes)
-
-    def _one_window(self, wav: Tensor) -> Tensor:  # [B, window] -> ids [B, Q, window codes]
-        with torch.inference_mode(), self.model.autocast():
-            return self.model._encode_windows(wav, torch.full((wav.shape[0],), wav.shape[-1], device=wav.device))
-
-    def _tail(self, wav: Tensor) -> Tensor | None:
-        if wav.shape[-1] < self.model.cfg.samples_per_code:
-            return None  # offline drops a trailing partial code frame too
-        return self.model.encode(wav[:, None], sample_rate=self.model.sample_rate).ids
-
-    def _tokens(self, parts: list[Tensor], b: int) -> Tokens:
-        q = self.model.cfg.num_quantizers
-        ids = torch.cat(parts, dim=-1) if parts else torch.zeros(b, q, 0, dtype=torch.long, device=self.model.device)
-        meta = self.model.token_meta(sample_rate=self.model.sample_rate, frame_rate=self.model.frame_rate)
-        return Tokens(ids=ids.long(), layout="rvq", meta=meta)
-
-    def push(self, audio: Tensor) -> Tokens:
-        """audio [B, 1, t] in [-1, 1] at the model's rate -> Tokens of the codes now final ([B, Q, k], k >= 0)."""
-        x = prepare_audio(audio, name="XYTokenizer stream", sample_rate=self.model.sample_rate,
-                          model_rate=self.model.sample_rate).to(self.model.device)
-        self.num_samples += int(x.shape[-1])
-        return self._tokens(self.windows.push(x[:, 0]), x.shape[0])
-
-    def flush(self) -> Tokens:
-        b = self.windows.buffer.shape[0] if self.windows.buffer is not None else 1
-        tokens = self._tokens(self.windows.flush(), b)
-        tokens.meta["num_samples"] = self.num_samples
-        return tokens
-
-
-class XYDecoderStream:
-    """`XYTokenizer.stream_decoder()`: equal to the offline decode of the whole token stream."""
-
-    def __init__(self, model: XYTokenizer):
-        cfg = model.cfg
-        self.model = model
-        self.windows = HopWindowStream(self._one_window, self._tail, cfg.window_codes, cfg.hop_codes,
-                                       cfg.hop_codes * cfg.output_samples_per_code)
-
-    def _one_window(self, ids: Tensor) -> Tensor:  # [B, Q, window codes] -> audio [B, 1, n]
-        with torch.inference_mode(), self.model.autocast():
-            lens = torch.full((ids.shape[0],), ids.shape[-1], device=ids.device)
-            return self.model._decode_window(ids, lens)[:, None].float()
-
-    def _tail(self, ids: Tensor) -> Tensor:
-        return self.model.decode(Tokens(ids=ids, layout="rvq", meta={"family": self.model.family}))
-
-    def push(self, ids: Tensor) -> Tensor:
-        """ids [B, Q, n] -> audio [B, 1, m] now final (m may be 0)."""
-        self.model.check_tokens(Tokens(ids=ids, layout="rvq"))
-        parts = self.windows.push(ids.to(self.model.device))
-        return torch.cat(parts, dim=-1) if parts else torch.zeros(ids.shape[0], 1, 0, device=self.model.device)
-
-    def flush(self) -> Tensor:
-        parts = self.windows.flush()
-        return torch.cat(parts, dim=-1) if parts else torch.zeros(1, 1, 0, device=self.model.device)

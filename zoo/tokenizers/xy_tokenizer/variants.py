@@ -1,0 +1,88 @@
+"""XY-Tokenizer's catalogue: the released 16/24/32 kHz codecs, the tiny model trained here, the test config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from zoo.registry import FamilySpec, PretrainedCfg, Variant
+
+from .convert import from_official_config, remap_state_dict
+from .model import PAPER, UPSTREAM, StackConfig, XYTokenizer, XYTokenizerConfig
+
+
+def _with_vocoder(n_fft: int, hop: int, rate: int) -> XYTokenizerConfig:
+    return dataclasses.replace(XYTokenizerConfig(), vocos_n_fft=n_fft, vocos_hop=hop, output_sample_rate=rate)
+
+
+TINY_CONFIG = XYTokenizerConfig(
+    semantic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
+    semantic_adapter=StackConfig(32, 32, 32, 1, 2, 64, 1500),
+    acoustic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
+    pre_rvq_adapter=StackConfig(64, 32, 32, 1, 2, 64, 1500),
+    rvq_dim=16,
+    codebook_size=256,
+    post_rvq_adapter=StackConfig(128, 32, 128, 1, 2, 64, 375),
+    acoustic_decoder=StackConfig(32, 32, 80, 1, 2, 64, 1500),
+    vocos_dim=32,
+    vocos_intermediate_dim=64,
+    vocos_layers=1,
+)
+
+# The embedded `xy-tokenizer-tiny-16k` (models/xy_tokenizer/tiny-16k, recipes/xy_tokenizer/tiny-cpu.yaml):
+# 0.85 M parameters, 8 x 256 codes at 12.5 Hz (800 bps), trained here on CPU.
+TINY_16K_CONFIG = XYTokenizerConfig(
+    semantic_encoder=StackConfig(80, 64, 64, 1, 4, 128, 1500),
+    semantic_adapter=StackConfig(64, 64, 64, 1, 4, 128, 1500),
+    acoustic_encoder=StackConfig(80, 64, 64, 2, 4, 128, 1500),
+    pre_rvq_adapter=StackConfig(128, 64, 64, 1, 4, 128, 1500),
+    rvq_dim=32,
+    codebook_size=256,
+    post_rvq_adapter=StackConfig(256, 64, 256, 1, 4, 128, 375),
+    acoustic_decoder=StackConfig(64, 64, 80, 2, 4, 128, 1500),
+    vocos_dim=64,
+    vocos_intermediate_dim=192,
+    vocos_layers=4,
+)
+
+_LICENSE = "apache-2.0"
+VARIANTS = (
+    Variant(
+        name="xy-tokenizer-16k",
+        config=XYTokenizerConfig(),
+        pretrained=PretrainedCfg(hub_id="fdugyt/XY_Tokenizer", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        description="XY-Tokenizer (paper model, Emilia): 16 kHz speech, 8 x 1024 RVQ codes at 12.5 Hz (1 kbps), 16 kHz decoder.",
+    ),
+    Variant(
+        name="xy-tokenizer-ttsd-24k",
+        config=_with_vocoder(960, 240, 24000),
+        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER,
+                                 revision="c83433728e698ed0698e88cb5096bc221fb8f8c5"),  # pinned by MOSS-TTSD v0.5 users; NOTES.md
+        description="MOSS-TTSD v0.5 codec: the XY-Tokenizer encoder with a 24 kHz Vocos decoder (same 1 kbps tokens).",
+    ),
+    Variant(
+        name="xy-tokenizer-ttsd-32k",
+        config=_with_vocoder(1280, 320, 32000),
+        pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0_32k", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
+        description="MOSS-TTSD codec with a 32 kHz Vocos decoder retrained on full-band data (same 1 kbps tokens).",
+    ),
+    Variant(
+        name="xy-tokenizer-tiny-16k",
+        config=TINY_16K_CONFIG,
+        embedded="xy_tokenizer/tiny-16k",
+        official=False,
+        description="A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model).",
+    ),
+)
+
+FAMILY = FamilySpec(
+    name="xy_tokenizer",
+    tokenizer=XYTokenizer,
+    config=XYTokenizerConfig,
+    variants=VARIANTS,
+    remap_state_dict=remap_state_dict,
+    from_official_config=from_official_config,
+    paper=PAPER,
+    upstream=UPSTREAM,
+    description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.",
+    tiny_config=TINY_CONFIG,
+)
