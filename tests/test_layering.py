@@ -97,8 +97,6 @@ def test_import_zoo_is_fast_and_light():
         m for m in loaded if m.split(".")[0] in HEAVY or m.startswith("zoo.train"))
 
 
-# Families not yet split into a package (issue 20): their converters still live in zoo/tokenizers/<family>.py.
-PENDING_PACKAGES = ("wetok",)
 CONVERTERS = ("remap_state_dict", "from_official_config")
 FETCHES = ("hf_hub_download", "snapshot_download", "from_pretrained")  # hub and VAE downloads
 
@@ -113,11 +111,10 @@ def test_only_the_families_convert_py_knows_upstream_layouts():
     zoo/tokenizers/<family>/convert.py and nowhere else in zoo/ (zoo/hub.py fetches catalogue files)."""
     from zoo.registry import FAMILIES
 
-    assert set(PENDING_PACKAGES) <= set(FAMILIES)
     bad = []
     for f in ZOO.rglob("*.py"):
         in_tokenizers = (ZOO / "tokenizers") in f.parents
-        if in_tokenizers and (_convert_py(f) or f.relative_to(ZOO / "tokenizers").parts[0].removesuffix(".py") in PENDING_PACKAGES):
+        if in_tokenizers and _convert_py(f):
             continue
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CONVERTERS:
@@ -127,8 +124,6 @@ def test_only_the_families_convert_py_knows_upstream_layouts():
                 if name in FETCHES:
                     bad.append(f"{f.relative_to(REPO)}:{node.lineno} calls {name}")
     for name in FAMILIES:
-        if name in PENDING_PACKAGES:
-            continue
         convert = ZOO / "tokenizers" / name / "convert.py"
         assert convert.is_file(), f"family {name} has no {convert.relative_to(REPO)}"
         defined = {n.name for n in ast.parse(convert.read_text()).body if isinstance(n, ast.FunctionDef)}

@@ -4,7 +4,8 @@ Paper: Zhuang et al., "WeTok: Powerful Discrete Tokenization for High-Fidelity V
 arXiv 2508.05599. Upstream: https://github.com/zhuangshaobin/WeTok (commit caa2ad7e709c, Apache-2.0), itself
 derived from Open-MAGVIT2 / SEED-Voken. Weights: hub repo GrayShine/WeTok (`<folder>/WeTok.ckpt`, Lightning
 pickles holding `{"state_dict": ...}` with EMA twins under `model_ema.*`). Written anew from the paper and a
-reading of the upstream code; see models/wetok/NOTES.md for every deviation.
+reading of the upstream code; see models/wetok/NOTES.md for every deviation. This module: the config
+and the tokenizer; `convert.py` reads the official checkpoints, `variants.py` is the catalogue.
 
     x [B, 3, H, W] in [0, 1] --(2x-1)--> encoder --> h [B, G*d, H/f, W/f]
       --GQ (sign per channel, d bits per group)--> ids [B, G, H/f, W/f] in [0, 2^d)
@@ -17,11 +18,7 @@ sub-tokens of d bits. The first channel of a group is the least significant bit 
 
 from __future__ import annotations
 
-import math
-import re
-import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +28,6 @@ from torch import Tensor, nn
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
 from zoo.blocks.resnet import ResBlock
 from zoo.quantizers.lfq import LFQ
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
 PAPER = "arXiv:2508.05599"
 UPSTREAM = "https://github.com/zhuangshaobin/WeTok"
@@ -91,11 +87,6 @@ class WeTokConfig:
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
-
-
-TINY_CONFIG = WeTokConfig(
-    ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=16, num_groups=2, bits_per_group=8, image_size=64
-)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,249 +458,3 @@ class WeTok(Tokenizer):
         ids = rearrange(q.ids, "b h w g -> b g h w").long()
         tokens = Tokens(ids=ids.detach(), layout="2d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=dict(q.losses), metrics=dict(q.metrics))
-
-
-# ----------------------------------------------------------------------------------------------
-# official checkpoints
-# ----------------------------------------------------------------------------------------------
-# Official keys that inference does not use, dropped on purpose:
-#   loss.*                      LPIPS (VGG16) and the PatchGAN discriminator of the training loss
-#   model_ema.decay, model_ema.num_updates      LitEma bookkeeping
-#   model_ema.loss*             EMA twins of the discriminator's parameters
-#   encoder.* / decoder.*       the live (training) weights, when their EMA twin is present: the
-#                               EMA copies are the inference weights (upstream decodes in ema_scope)
-IGNORED_PREFIXES = ("loss.", "model_ema.loss")
-IGNORED_KEYS = ("model_ema.decay", "model_ema.num_updates")
-EMA_PREFIX = "model_ema."
-
-
-def _our_parameter_names(cfg: WeTokConfig) -> list[str]:
-    with torch.device("meta"):
-        model = WeTok(cfg)
-    return [name for name, _ in model.named_parameters()]
-
-
-def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: WeTokConfig) -> dict[str, Tensor]:
-    """Official `VQModel.state_dict()` -> ours, taking the EMA weights.
-
-    Each parameter `encoder.down.0.block.0.conv1.weight` is read from its LitEma twin
-    `model_ema.encoderdown0block0conv1weight` (the name with the dots removed, mapped from our own
-    parameter names as LitEma builds it). Where a twin is missing, the live weight is used and a
-    warning says how many. Keys in IGNORED_PREFIXES / IGNORED_KEYS are dropped; any other key is
-    passed through so that strict loading names it.
-    """
-    names = _our_parameter_names(cfg)
-    ema_name = {name: EMA_PREFIX + name.replace(".", "") for name in names}
-    if len(set(ema_name.values())) != len(names):  # dot-stripped names must stay unique
-        raise ValueError("WeTok parameter names collide once their dots are removed; cannot map the EMA weights.")
-    out: dict[str, Tensor] = {}
-    used: set[str] = set()
-    live_fallback = []
-    for name in names:
-        if ema_name[name] in state_dict:
-            out[name] = state_dict[ema_name[name]]
-            used.add(ema_name[name])
-            used.add(name)  # the live twin is superseded
-        elif name in state_dict:
-            out[name] = state_dict[name]
-            used.add(name)
-            live_fallback.append(name)
-    if live_fallback:
-        tops = sorted({n.split(".")[0] for n in live_fallback})
-        warnings.warn(
-            f"WeTok checkpoint has no EMA weights (model_ema.*) for {len(live_fallback)} of {len(names)} parameters "
-            f"(in {', '.join(tops)}); using the live weights for those. Upstream decodes with the EMA weights.",
-            stacklevel=2,
-        )
-    for key, value in state_dict.items():
-        if key in used or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
-            continue
-        out[key] = value  # unknown (incl. EMA twins of modules we lack): strict loading will name it
-    return out
-
-
-def _model_sections(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """All (name, init_args) model sections of an official config or a fixture config.json."""
-    if "ddconfig" in config:  # the init_args mapping itself
-        return [("init_args", config)]
-    sections = []
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            args = value.get("init_args", value.get("params"))
-            if isinstance(args, Mapping) and "ddconfig" in args:
-                sections.append((key, args))
-    return sections
-
-
-def _infer_from_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
-    """Read the architecture from tensor shapes (live or EMA keys): ch, ch_mult, blocks, z, GD."""
-
-    def get(name: str) -> Tensor | None:
-        if name in state_dict:
-            return state_dict[name]
-        return state_dict.get(EMA_PREFIX + name.replace(".", ""))
-
-    conv_in = get("encoder.conv_in.weight")
-    conv_out = get("encoder.conv_out.weight")
-    dec_in = get("decoder.conv_in.weight")
-    if conv_in is None or conv_out is None or dec_in is None:
-        raise ValueError(
-            "This checkpoint is not a WeTok VQModel state dict: it lacks encoder.conv_in.weight, "
-            "encoder.conv_out.weight or decoder.conv_in.weight (live or model_ema.* twins)."
-        )
-    ch = int(conv_in.shape[0])
-    levels, blocks = set(), set()
-    pattern = re.compile(r"^(?:encoder\.down\.(\d+)\.block\.(\d+)\.conv1\.weight|model_ema\.encoderdown(\d+)block(\d+)conv1weight)$")
-    for key in state_dict:
-        m = pattern.match(key)
-        if m:
-            lv, bl = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
-            levels.add(int(lv))
-            blocks.add(int(bl))
-    if not levels:
-        raise ValueError("This checkpoint has no encoder.down.*.block.*.conv1.weight keys; it is not a WeTok VQModel.")
-    ch_mult = []
-    for lv in range(max(levels) + 1):
-        w = get(f"encoder.down.{lv}.block.0.conv1.weight")
-        if w is None or int(w.shape[0]) % ch:
-            raise ValueError(f"WeTok checkpoint: encoder level {lv} is missing or has a width that is not a multiple of {ch}.")
-        ch_mult.append(int(w.shape[0]) // ch)
-    z = int(conv_out.shape[0])
-    dec_in_ch = int(dec_in.shape[1])
-    if dec_in_ch not in (z, 2 * z):
-        raise ValueError(f"WeTok checkpoint: decoder.conv_in takes {dec_in_ch} channels; expected {z} (plain) or {2 * z} (GD).")
-    return {
-        "ch": ch,
-        "ch_mult": tuple(ch_mult),
-        "num_res_blocks": max(blocks) + 1,
-        "z_channels": z,
-        "generative_decoder": dec_in_ch == 2 * z,
-    }
-
-
-def _config_from_section(args: Mapping[str, Any]) -> dict[str, Any]:
-    dd = args["ddconfig"]
-    for key, want in (("in_channels", 3), ("out_ch", 3)):
-        if int(dd.get(key, want)) != want:
-            raise ValueError(f"WeTok takes RGB images: ddconfig.{key} must be {want}; got {dd[key]}.")
-    if dd.get("double_z", False):
-        raise ValueError("WeTok's encoder has double_z: false; a config with double_z: true is not a WeTok model.")
-    if args.get("token_factorization", False):
-        raise ValueError(
-            "token_factorization: true splits ids for the AR stage; zoo's WeTok keeps one id per group. Use the "
-            "tokenizer's inference config (token_factorization: false)."
-        )
-    n_embed = int(args["n_embed"])
-    bits = int(round(math.log2(n_embed)))
-    if 2**bits != n_embed:
-        raise ValueError(f"WeTok's n_embed must be a power of two (2^bits per group); got {n_embed}.")
-    z = int(dd["z_channels"])
-    if int(args.get("embed_dim", z)) != z:
-        raise ValueError(f"WeTok needs embed_dim == z_channels; got embed_dim={args['embed_dim']}, z_channels={z}.")
-    return {
-        "ch": int(dd["ch"]),
-        "ch_mult": tuple(int(m) for m in dd["ch_mult"]),
-        "num_res_blocks": int(dd["num_res_blocks"]),
-        "z_channels": z,
-        "num_groups": int(args.get("num_codebooks", 1)),
-        "bits_per_group": bits,
-        "generative_decoder": bool(args.get("gan_decoder", False)),
-        "sample_entropy_weight": float(args.get("sample_minimization_weight", 1.0)),
-        "codebook_entropy_weight": float(args.get("batch_maximization_weight", 1.0)),
-    }
-
-
-def from_official_config(config: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor], metadata=None) -> WeTokConfig:
-    """Official config (LightningCLI YAML `model: {class_path, init_args}`, the bare `init_args`, or the
-    parity fixture's config.json with `model` and `model_gd`) + checkpoint -> WeTokConfig.
-
-    Where the config holds several model sections, the one whose architecture matches the
-    checkpoint's shapes is chosen. Without a config, the architecture is read from the shapes and
-    the groups follow the released checkpoints: 8 bits per group (n_embed 256)."""
-    found = _infer_from_state_dict(state_dict)
-    if config is None:
-        z = found["z_channels"]
-        if z % 8:
-            raise ValueError(
-                f"Without a config, WeTok assumes 8 bits per group (as every release); z_channels={z} is not a multiple "
-                "of 8. Pass the official config file."
-            )
-        return WeTokConfig(**found, num_groups=z // 8, bits_per_group=8)
-    sections = _model_sections(config)
-    if not sections:
-        raise ValueError(
-            "The WeTok config has no model section: expected `model: {class_path, init_args: {ddconfig, n_embed, "
-            "num_codebooks, ...}}` (official YAML), the init_args mapping itself, or the fixture's config.json."
-        )
-    candidates = []
-    for name, args in sections:
-        fields = _config_from_section(args)
-        if all(fields[k] == v for k, v in found.items()):
-            candidates.append((name, fields))
-    if not candidates:
-        described = ", ".join(
-            f"{name}: {({k: _config_from_section(a)[k] for k in found})}" for name, a in sections
-        )
-        raise ValueError(
-            f"No model section of the WeTok config matches the checkpoint (checkpoint: {found}; config: {described})."
-        )
-    return WeTokConfig(**candidates[0][1])
-
-
-# ----------------------------------------------------------------------------------------------
-# catalogue
-# ----------------------------------------------------------------------------------------------
-_LICENSE = "apache-2.0"  # upstream code licence; the hub repo states no separate weights licence
-
-
-def _official(name: str, folder: str, cfg: WeTokConfig, description: str,
-              revision: str | None = None, sha256: str | None = None) -> Variant:
-    return Variant(
-        name=name,
-        config=cfg,
-        pretrained=PretrainedCfg(hub_id=HUB_ID, filename=f"{folder}/WeTok.ckpt", revision=revision, sha256=sha256,
-                                 license=_LICENSE, paper=PAPER),
-        description=description,
-    )
-
-
-_F8 = dict(ch_mult=(1, 2, 2, 4))
-VARIANTS = (
-    _official("wetok-imagenet-f8", "ImageNet/downsample8", WeTokConfig(**_F8),
-              "ImageNet-trained, f8, 4 groups x 8 bits (32 bits per position), 32x32 positions at 256px."),
-    _official("wetok-imagenet-f16", "ImageNet/downsample16", WeTokConfig(),
-              "ImageNet-trained, f16, 4 groups x 8 bits (32 bits per position), 16x16 positions at 256px.",
-              # a commit and the file's LFS sha256 recorded in public code; the other files are not yet pinned
-              revision="85fc6eb084d458b8d4fa3a32d541379e95b2bf87",
-              sha256="e40a0bcdefd8509b2201e93a9f5007d38c8fba9423c17a98b0e45f9e8763e696"),
-    _official("wetok-general-cr24", "GeneralDomain/compratio24",
-              WeTokConfig(**_F8, z_channels=64, num_groups=8),
-              "General-domain, compression ratio 24: f8, 8 groups x 8 bits (64 bits per position)."),
-    _official("wetok-general-cr48", "GeneralDomain/compratio48", WeTokConfig(**_F8),
-              "General-domain, compression ratio 48: f8, 4 groups x 8 bits."),
-    _official("wetok-general-cr192", "GeneralDomain/compratio192", WeTokConfig(),
-              "General-domain, compression ratio 192: f16, 4 groups x 8 bits."),
-    _official("wetok-general-cr768-gd", "GeneralDomain/compratio768",
-              WeTokConfig(ch_mult=(1, 1, 2, 2, 4, 8), generative_decoder=True),
-              "General-domain, compression ratio 768: f32, 4 groups x 8 bits, generative decoder (takes noise)."),
-    Variant(
-        name="wetok-tiny-f8",
-        config=TINY_CONFIG,
-        embedded="wetok/tiny-f8",
-        official=False,
-        description="A tiny f8 WeTok (2 groups x 8 bits) for tests and CPU training; trained here.",
-    ),
-)
-
-FAMILY = FamilySpec(
-    name="wetok",
-    tokenizer=WeTok,
-    config=WeTokConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="MAGVIT-2 style conv tokenizer with group-wise lookup-free quantization (WeTok).",
-    tiny_config=TINY_CONFIG,
-)
