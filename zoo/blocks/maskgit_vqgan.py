@@ -5,7 +5,7 @@ arXiv 2202.04200, github.com/google-research/maskgit (Apache-2.0); the PyTorch p
 the one in TiTok (arXiv 2406.07550, github.com/bytedance/1d-tokenizer, `modeling/modules/maskgit_vqgan.py`,
 Apache-2.0), whose module names the released weights use. Written anew from a reading of that code.
 
-Users: One-D-Piece / TiTok's pixel decoder (`PixelDecoder`, zoo/tokenizers/one_d_piece.py) and the
+Users: One-D-Piece / TiTok's pixel decoder (`PixelDecoder`, zoo/tokenizers/one_d_piece/model.py) and the
 stage-1 proxy teacher (`VQGANEncoder`, zoo/train/proxy.py). Module names follow upstream
 (`conv_in`, `down.i.block.j`, `mid.j`, `up.i.block.j`, `norm_out`, `conv_out`) so released state dicts
 load without renames. Upstream's `Conv2dSame` is used only with stride 1 (kernels 3 and 1), where it

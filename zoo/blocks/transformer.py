@@ -18,14 +18,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from zoo.blocks.attention import Attention
-from zoo.blocks.embeddings import sincos_2d, timestep_embedding
 from zoo.blocks.mlp import Mlp, SwiGLU
 from zoo.blocks.norm import LayerNorm
 
-__all__ = [  # LayerNorm and timestep_embedding are re-exported: the families import them from here
-    "DIT_ADALN_ORDER", "AdaLNTransformerBlock", "LayerNorm", "TransformerBlock", "expand_segments", "modulate",
-    "sincos_2d_posemb", "timestep_embedding",
-]
+__all__ = ["DIT_ADALN_ORDER", "AdaLNTransformerBlock", "TransformerBlock", "expand_segments", "modulate"]
 
 # DiT's adaLN chunk order; FlexTok uses ("gate_msa", "gate_mlp", "shift_msa", "scale_msa", "shift_mlp", "scale_mlp").
 DIT_ADALN_ORDER = ("shift_msa", "scale_msa", "gate_msa", "shift_mlp", "scale_mlp", "gate_mlp")
@@ -113,9 +109,3 @@ class AdaLNTransformerBlock(TransformerBlock):
         c = dict(zip(self.chunk_order, mod.chunk(6, dim=-1)))
         x = x + c["gate_msa"] * self.attn(modulate(self.norm1(x), c["shift_msa"], c["scale_msa"]), mask)
         return x + c["gate_mlp"] * self.mlp(modulate(self.norm2(x), c["shift_mlp"], c["scale_mlp"]))
-
-
-def sincos_2d_posemb(h: int, w: int, dim: int, temperature: float = 10000.0) -> Tensor:
-    """FlexTok's call of `sincos_2d`: the MoCo-v3 table (row index first, fp32) as [dim, h, w]."""
-    emb = sincos_2d(dim, (h, w), rows_first=True, temperature=temperature, dtype=torch.float32)  # [h*w, dim]
-    return rearrange(emb, "(h w) d -> d h w", h=h, w=w)

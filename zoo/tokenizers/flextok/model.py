@@ -38,14 +38,9 @@ from torch import Tensor, nn
 from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_target_psnr, config_to_dict, fewest_tokens,
                      inference, prepare_images)
 from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
-from zoo.blocks.transformer import (
-    AdaLNTransformerBlock,
-    LayerNorm,
-    TransformerBlock,
-    modulate,
-    sincos_2d_posemb,
-    timestep_embedding,
-)
+from zoo.blocks.embeddings import sincos_2d, timestep_embedding
+from zoo.blocks.norm import LayerNorm
+from zoo.blocks.transformer import AdaLNTransformerBlock, TransformerBlock, modulate
 from zoo.quantizers.dropout import NestedDropout
 from zoo.quantizers.fsq import FSQ
 from zoo.samplers import Guidance, euler
@@ -189,7 +184,8 @@ class FlexTokEncoder(nn.Module):
         d, g = cfg.enc_dim, cfg.max_grid
         self.patch_size = cfg.patch_size
         self.patch_emb = nn.Linear(cfg.latent_channels * cfg.patch_size**2, d)
-        self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
+        posemb = sincos_2d(d, g, rows_first=True, dtype=torch.float32)  # [G*G, D], MoCo v3's table, fixed
+        self.register_buffer("posemb", rearrange(posemb, "(h w) d -> d h w", h=g))  # [D, G, G]
         self.registers = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
         self.blocks = nn.ModuleList(
             TransformerBlock(d, d // cfg.enc_head_dim, _mlp_hidden(d, cfg.mlp_ratio), qk_norm=True, attn_scale=8.0 / cfg.enc_head_dim)
@@ -231,7 +227,8 @@ class FlexTokDecoder(nn.Module):
         self.nested_dropout = NestedDropout(d, cfg.num_registers, mode=cfg.nested_dropout_mode)
         self.null_cond = nn.Parameter(torch.randn(d) * 0.02) if cfg.null_cond == "learned" else None
         self.patch_emb = nn.Linear(c * p * p, d)
-        self.register_buffer("posemb", sincos_2d_posemb(g, g, d))  # [D, G, G], fixed
+        posemb = sincos_2d(d, g, rows_first=True, dtype=torch.float32)  # [G*G, D], MoCo v3's table, fixed
+        self.register_buffer("posemb", rearrange(posemb, "(h w) d -> d h w", h=g))  # [D, G, G]
         self.time_mlp = nn.Sequential(nn.Linear(cfg.time_freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(
             AdaLNTransformerBlock(

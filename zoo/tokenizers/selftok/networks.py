@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.blocks.dit import Mlp, TimestepEmbedder, modulate, sincos_1d, sincos_2d
+from zoo.blocks.embeddings import TimestepEmbedder, sincos_1d, sincos_2d
+from zoo.blocks.mlp import Mlp
+from zoo.blocks.transformer import modulate
 
 from .config import SelftokConfig, token_positions
+
+_GELU_TANH = partial(nn.GELU, approximate="tanh")  # the MLPs' activation, as DiT / SD3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,8 +58,8 @@ class DualBlock(nn.Module):
         self.q_norm1 = nn.LayerNorm(query_dim, elementwise_affine=False, eps=1e-6)
         self.q_norm2 = nn.LayerNorm(query_dim, elementwise_affine=False, eps=1e-6)
         self.attn = DualAttention(dim, heads, query_dim, query_heads)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.q_mlp = Mlp(query_dim, int(query_dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act=_GELU_TANH)
+        self.q_mlp = Mlp(query_dim, int(query_dim * mlp_ratio), act=_GELU_TANH)
         self.t_embedder = TimestepEmbedder(query_dim)  # embeds the query positions
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(query_dim, 6 * query_dim))
 
@@ -117,7 +123,7 @@ class StreamBlock(nn.Module):
         if not pre_only:
             self.attn.proj = nn.Linear(dim, dim)
             self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+            self.mlp = Mlp(dim, int(dim * mlp_ratio), act=_GELU_TANH)
         if position_modulated:
             self.t_embedder = TimestepEmbedder(dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, (2 if pre_only else 6) * dim))

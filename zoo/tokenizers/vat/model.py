@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference
-from zoo.blocks.transformer import LayerNorm, TransformerBlock
+from zoo.blocks.norm import LayerNorm
+from zoo.blocks.transformer import TransformerBlock
 from zoo.blocks.triplane import TriplaneUpsampler, fourier_features, sample_triplane
 from zoo.quantizers.multiscale import GaussianBottleneck, MultiScaleResidualQuantizer
 
