@@ -21,6 +21,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from zoo.pipelines.bench import sync
 from zoo.samplers import linspace_timesteps
 from zoo.tokenizers import selftok as st
 
@@ -32,11 +33,6 @@ def configs():
         "reduced": dataclasses.replace(released, decoder_depth=6),
         "released": released,
     }
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def timed(fn, device, repeats):

@@ -17,16 +17,12 @@ import time
 
 import torch
 
+from zoo.pipelines.bench import sync as _sync
 from zoo.quantizers.lfq import LFQ
 from zoo.tokenizers.wetok import TINY_CONFIG, WeTok, WeTokConfig
 
 CONFIGS = {"tiny": TINY_CONFIG, "imagenet-f16": WeTokConfig()}
 OFFICIAL_B1_SECONDS = {"imagenet-f16": (6.32, 7.87)}  # (encode, decode), perf_official.md section 4
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _time(fn, device, repeats: int) -> float:

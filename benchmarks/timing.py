@@ -5,16 +5,13 @@ Benchmarks run as scripts (`python benchmarks/bench_x.py`), so they import this 
 
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+from zoo.pipelines.bench import peak_memory_mb as peak_mem_mb  # noqa: F401  (the one `zoo bench` uses)
+from zoo.pipelines.bench import sync
 
 
 def matmul_peak(device, dtype=torch.float32, n: int = 2048, reps: int = 5) -> float:
@@ -44,10 +41,3 @@ def flops(fn) -> float:
     with FlopCounterMode(display=False) as fc:
         fn()
     return fc.get_total_flops()
-
-
-def peak_mem_mb(device) -> float:
-    """Peak GPU memory allocated, or the process peak RSS on CPU, in MB."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

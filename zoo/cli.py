@@ -312,7 +312,7 @@ def cmd_reconstruct(args) -> int:
         from zoo import metrics
         from zoo.api import prepare_audio
 
-        tokens = tok.encode(x, **kw, **enc_kw).to("cpu")
+        tokens = tok.encode(x, **kw, **enc_kw)
         recon = tok.decode(tokens, **dec_kw)
         recon = recon.cpu() if hasattr(recon, "cpu") else recon  # metrics and files on the CPU
         failed = []

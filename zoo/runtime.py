@@ -65,10 +65,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def _to_fp32(value: Any) -> Any:
+    """Floating tensors (in tuples, lists, dicts) -> fp32; everything else unchanged."""
     if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float32:
         return value.float()
     if isinstance(value, (tuple, list)):
         return type(value)(_to_fp32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_fp32(v) for k, v in value.items()}
     return value
 
 
@@ -128,10 +131,4 @@ def move_to(value: Any, device: torch.device) -> Any:
 
 def media_out(value: Any) -> Any:
     """Floating outputs of a reduced-precision decode come back as fp32 media."""
-    if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != torch.float32:
-        return value.float()
-    if isinstance(value, (list, tuple)):
-        return type(value)(media_out(v) for v in value)
-    if isinstance(value, dict):
-        return {k: media_out(v) for k, v in value.items()}
-    return value
+    return _to_fp32(value)

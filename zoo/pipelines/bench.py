@@ -16,19 +16,20 @@ from torch import Tensor
 from zoo.api import Tokenizer
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _timed(fn, device: torch.device, repeats: int):
     out = fn()  # warm-up (and compilation)
-    _sync(device)
+    sync(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return best, out
 
@@ -54,7 +55,9 @@ def _decode_kwargs(tok: Tokenizer) -> dict:
     return {"generator": torch.Generator().manual_seed(0)} if tok.stochastic_decoder else {}
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device) -> float:
+    """Peak GPU memory allocated, or the process peak RSS on CPU, in MB."""
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
@@ -83,7 +86,7 @@ def bench(tok: Tokenizer, *, batch_size: int = 1, seconds: float = 10.0, image_s
         "decode_s": round(t_dec, 5),
         "encode_items_per_s": round(batch_size / t_enc, 3),
         "decode_items_per_s": round(batch_size / t_dec, 3),
-        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
     }
     if tok.modality == "audio":
         row["encode_rtf"] = round(t_enc / (batch_size * seconds), 5)

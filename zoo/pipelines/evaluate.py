@@ -189,7 +189,7 @@ def evaluate(
                 for key, x in units:
                     gen = lambda: dict(decode_kw, generator=torch.Generator().manual_seed(seed)) if decode_kw else {}  # noqa: E731
                     with torch.inference_mode():
-                        tokens = tok.encode(x, **kw).to("cpu")
+                        tokens = tok.encode(x, **kw)
                         y = tok.decode(tokens, **gen())
                     y = (y if isinstance(y, Tensor) else torch.stack(list(y))).cpu()  # metrics run on the CPU
                     bits = tokens.ids[0].numel() * _bits_per_token(tok)
