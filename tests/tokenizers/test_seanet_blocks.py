@@ -26,3 +26,23 @@ def test_pointwise_sconv1d_equals_conv1d():
     with torch.no_grad():
         expected = F.conv1d(x, layer.conv.weight, layer.conv.bias)
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_fast_elu_matches_aten_elu(alpha):
+    """Inference ELU (exp - 1): within 1e-7 of F.elu over the whole range, finite at the extremes;
+    with autograd it is F.elu itself (same values and gradients)."""
+    from zoo.blocks.seanet import ELU
+
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4])])
+    with torch.inference_mode():
+        fast = ELU(alpha)(x)
+    ref = torch.nn.functional.elu(x, alpha)
+    assert torch.isfinite(fast).all()
+    assert (fast - ref).abs().max().item() < 1e-7 * max(1.0, alpha)
+    assert torch.equal(fast[x > 0], x[x > 0])
+    xg = x.clone().requires_grad_(True)
+    ELU(alpha)(xg).sum().backward()
+    x2 = x.clone().requires_grad_(True)
+    torch.nn.functional.elu(x2, alpha).sum().backward()
+    assert torch.equal(xg.grad, x2.grad)
