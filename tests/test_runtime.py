@@ -173,3 +173,51 @@ def test_gpu_check_says_so_without_cuda():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "no CUDA device" in out.stdout, out.stdout + out.stderr
+
+
+def test_big_batches_run_in_exact_chunks(tiny):
+    """A family's `batch_split` methods give the same result at max_batch=2 as in one pass (5 items:
+    chunks of 2, 2, 1; noise drawn in the same order), and no layer then sees all 5 items at once;
+    the other methods run whole whatever max_batch says."""
+    x, kw = tiny.example_input(5, torch.Generator().manual_seed(0))
+    tiny.setup(max_batch=None)
+    t0, y0 = _run(tiny, x, kw)
+    leading: list[int] = []
+
+    def record(mod, args):
+        leading.extend(a.shape[0] for a in args if isinstance(a, torch.Tensor) and a.dim() >= 2)
+
+    for m in tiny.modules():
+        m.register_forward_pre_hook(record)
+    tiny.setup(max_batch=2)
+    t1 = tiny.encode(x, **kw)
+    whole_encode, leading[:] = 5 in leading, []
+    dkw = {"generator": torch.Generator().manual_seed(0)} if tiny.stochastic_decoder else {}
+    y1 = tiny.decode(t1, **dkw)
+    y1 = y1 if isinstance(y1, torch.Tensor) else torch.stack(list(y1))
+    whole_decode = 5 in leading
+    assert whole_encode == ("encode" not in tiny.batch_split)
+    assert whole_decode == ("decode" not in tiny.batch_split)
+    assert torch.equal(t0.ids, t1.ids) and t0.meta == t1.meta
+    assert (t0.lengths is None) == (t1.lengths is None)
+    assert torch.allclose(y0, y1, atol=1e-5, rtol=0)
+
+
+def test_max_batch_is_checked():
+    spec = registry.family("one_d_piece")
+    tok = spec.tokenizer(spec.tiny_config).eval()
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="max_batch"):
+            tok.setup(max_batch=bad)
+
+
+def test_tokens_cat_inverts_slicing():
+    from zoo.api import Tokens
+
+    t = Tokens(ids=torch.arange(24).reshape(4, 6), lengths=torch.tensor([6, 3, 5, 1]), meta={"family": "x", "source": ["a", "b", "c", "d"]})
+    back = Tokens.cat([t[0:1], t[1:3], t[3:4]])
+    assert torch.equal(back.ids, t.ids) and torch.equal(back.lengths, t.lengths) and back.meta == t.meta
+    with pytest.raises(ValueError, match="meta differ"):
+        Tokens.cat([t[0:1], Tokens(ids=t.ids[1:2], meta={"family": "y"})])
+    with pytest.raises(ValueError, match="layout"):
+        Tokens.cat([t, Tokens(ids=torch.zeros(1, 5, dtype=torch.long))])

@@ -151,6 +151,33 @@ class Tokens:
                 meta[key] = meta[key][batch_index]
         return Tokens(ids=ids, layout=self.layout, lengths=lengths, meta=meta)
 
+    @classmethod
+    def cat(cls, parts: "list[Tokens]") -> "Tokens":
+        """Join batches of the same layout and shape (but the batch axis): the inverse of `t[a:b]`.
+        Per-item meta lists are joined; every other meta entry must agree."""
+        if not parts:
+            raise ValueError("Tokens.cat needs at least one Tokens.")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.layout != first.layout or p.ids.shape[1:] != first.ids.shape[1:]:
+                raise ValueError(f"Tokens.cat joins batches of one layout and item shape; got {first.layout} "
+                                 f"{list(first.ids.shape[1:])} and {p.layout} {list(p.ids.shape[1:])}.")
+            differ = sorted(k for k in set(first.meta) | set(p.meta)
+                            if k not in _PER_ITEM_META and first.meta.get(k) != p.meta.get(k))
+            if differ:
+                raise ValueError(f"Tokens.cat: the batches' meta differ in {differ}.")
+        meta = dict(first.meta)
+        for key in _PER_ITEM_META:
+            if all(isinstance(p.meta.get(key), list) for p in parts):
+                meta[key] = [v for p in parts for v in p.meta[key]]
+        lengths = None
+        if any(p.lengths is not None for p in parts):
+            full = first.ids.shape[first.seq_axis] if first.seq_axis is not None else 0
+            lengths = torch.cat([p.lengths.to(p.ids.device) if p.lengths is not None
+                                 else torch.full((p.batch_size,), full, dtype=torch.long, device=p.ids.device)
+                                 for p in parts])
+        return cls(ids=torch.cat([p.ids for p in parts]), layout=first.layout, lengths=lengths, meta=meta)
+
     def first_scales(self, s: int) -> "Tokens":
         """Multiscale layout: keep the first s scales."""
         if self.layout != "multiscale":
@@ -313,6 +340,11 @@ class Tokenizer(nn.Module):
     # bf16 / fp16 (quantizer distances, STFT / mel front ends and iSTFT heads); the rest autocasts.
     fp32_modules: ClassVar[tuple[str, ...]] = ()
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
+    # Batch chunking: the methods whose work splits exactly along the batch (items independent, any
+    # noise drawn item by item in order), each with its per-item keyword arguments. Such a call runs at
+    # most `max_batch` items at once (None: the whole batch), so a big batch costs a bounded memory.
+    batch_split: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    max_batch: int | None = 32
 
     def __init__(self, cfg):
         super().__init__()
@@ -370,9 +402,14 @@ class Tokenizer(nn.Module):
         self._precision = p
         return self
 
-    def setup(self, device=None, precision=None, compile: bool = False) -> "Tokenizer":
-        """Move to `device` ('cpu', 'cuda', 'cuda:N', 'auto'), set `precision`, and optionally compile the
-        parts that do not stay fp32 with torch.compile (never by default: compiling makes the first call slow)."""
+    def setup(self, device=None, precision=None, compile: bool = False, max_batch: int | None | str = "keep") -> "Tokenizer":
+        """Move to `device` ('cpu', 'cuda', 'cuda:N', 'auto'), set `precision`, optionally compile the
+        parts that do not stay fp32 with torch.compile (never by default: compiling makes the first call
+        slow), and set `max_batch` (items per chunk of a `batch_split` method; None: no chunking)."""
+        if max_batch != "keep":
+            if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+                raise ValueError(f"max_batch must be a positive int or None (no chunking); got {max_batch!r}.")
+            self.max_batch = max_batch
         if device is not None:
             self.to(runtime.resolve_device(device))
         if precision is not None:
@@ -483,9 +520,17 @@ def inference(method):
         device = self.device
         x = runtime.move_to(x, device)
         kwargs = {k: runtime.move_to(v, device) for k, v in kwargs.items()}
+        per_item = self.batch_split.get(method.__name__)
+        # a batch: Tokens, or images [B, 3, H, W] (other shapes go whole, so the family's checks name them)
+        n = x.batch_size if isinstance(x, Tokens) else x.shape[0] if isinstance(x, Tensor) and x.dim() == 4 else None
         with torch.inference_mode(), self.autocast():
-            out = method(self, x, *args, **kwargs)
-        return runtime.media_out(out)
+            if per_item is None or not self.max_batch or n is None or n <= self.max_batch or args:
+                return runtime.media_out(method(self, x, *args, **kwargs))
+            parts = []
+            for i in range(0, n, self.max_batch):
+                part = {k: v[i : i + self.max_batch] if k in per_item and v is not None else v for k, v in kwargs.items()}
+                parts.append(method(self, x[i : i + self.max_batch], **part))
+        return runtime.media_out(Tokens.cat(parts) if isinstance(parts[0], Tokens) else torch.cat(parts))
 
     return wrapper
 

@@ -386,7 +386,8 @@ def _load_zoo_repo(repo_id: str, revision: str | None, cache_dir: str | None) ->
 # the one entry point
 # ----------------------------------------------------------------------------------------------
 def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None,
-         device: str | torch.device | None = None, precision: str = "fp32", compile: bool = False) -> Tokenizer:
+         device: str | torch.device | None = None, precision: str = "fp32", compile: bool = False,
+         max_batch: int | None = Tokenizer.max_batch) -> Tokenizer:
     """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer.
 
     `cache_dir`: the hub cache to use (default: huggingface_hub's). Official checkpoints are
@@ -394,12 +395,13 @@ def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: s
     `device`: 'cpu' (default), 'cuda', 'cuda:N' or 'auto' (CUDA when present). `precision`: 'fp32'
     (default, the official numerics), 'bf16' or 'fp16' (the family's precision policy keeps quantizer
     distances and spectral front ends in fp32). `compile`: torch.compile the model's parts (off by
-    default: it makes the first call slow). The result is in eval mode.
+    default: it makes the first call slow). `max_batch`: the most items an image encode / decode runs
+    at once where the family splits a batch exactly (None: the whole batch). The result is in eval mode.
     """
     dev = runtime.resolve_device(device) if device is not None else None  # bad names fail before any download
     prec = runtime.resolve_precision(precision)
     model = _load(source, revision=revision, cache_dir=cache_dir)
-    return model.setup(device=dev, precision=prec, compile=compile)
+    return model.setup(device=dev, precision=prec, compile=compile, max_batch=max_batch)
 
 
 def _load(source: str | os.PathLike, *, revision: str | None, cache_dir: str | None) -> Tokenizer:

@@ -297,6 +297,12 @@ class FlexTok(Tokenizer):
     config_class = FlexTokConfig
     stochastic_decoder = True  # decode draws the initial latent noise (pass generator= or noise=)
 
+    @property
+    def batch_split(self) -> dict[str, tuple[str, ...]]:
+        """Big batches run in exact chunks: decode draws its noise image by image, in order; encode only
+        when the VAE takes its posterior's mode (a sampled posterior is drawn for the whole batch)."""
+        return {"decode": ("noise",)} if self.cfg.vae_sample_posterior else {"encode": (), "decode": ("noise",)}
+
     def __init__(self, cfg: FlexTokConfig):
         super().__init__(cfg)
         self.vae = build_vae(cfg).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen

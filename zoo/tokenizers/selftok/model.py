@@ -157,6 +157,11 @@ class Selftok(Tokenizer):
         return self.cfg.decoder == "renderer"
 
     @property
+    def batch_split(self) -> dict[str, tuple[str, ...]]:
+        """Big batches run in exact chunks; the flow decoder draws its noise for the whole batch at once."""
+        return {"encode": (), "decode": ()} if self.has_renderer else {"encode": ()}
+
+    @property
     def stochastic_decoder(self) -> bool:
         """The flow decoder starts from noise (pass generator= or noise=); the renderer is deterministic."""
         return not self.has_renderer

@@ -237,6 +237,11 @@ class WeTok(Tokenizer):
     modality = "image"
     config_class = WeTokConfig
 
+    @property
+    def batch_split(self) -> dict[str, tuple[str, ...]]:
+        """Big batches run in exact chunks; the generative decoder draws its noise for the whole batch at once."""
+        return {"encode": ()} if self.cfg.generative_decoder else {"encode": (), "decode": ()}
+
     def __init__(self, cfg: WeTokConfig):
         super().__init__(cfg)
         self.encoder = Encoder(cfg)
