@@ -2,6 +2,8 @@
 decode difference (PSNR for images, SI-SDR for audio; targets: ids >= 98 %, >= 35 dB / >= 25 dB).
 
     PYTHONPATH=. python benchmarks/agreement.py [--precisions bf16 fp16]
+    PYTHONPATH=. python benchmarks/agreement.py --models one-d-piece-tiny-64 --precisions bf16 \
+        --fp32-modules quantizer quantizer,encoder.to_token     # other precision policies, one per argument
 
 Real media: the repo's 10 s speech sample (samples/speech_16k.wav) and scikit-image's photos
 (astronaut, coffee, chelsea, rocket, cat), center-cropped to each model's input size.
@@ -44,17 +46,24 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--precisions", nargs="+", default=["bf16", "fp16"])
+    p.add_argument("--fp32-modules", nargs="+", default=None, metavar="A,B",
+                   help="try these policies instead of the family's (comma-separated submodule names)")
     args = p.parse_args()
     print(f"{'model':<24} {'prec':<5} {'ids equal':>10} {'decode vs fp32':>16}")
     for name in args.models:
         ref = zoo.load(name)
         x, kw = real_input(ref)
         for prec in args.precisions:
-            tok = zoo.load(name, precision=prec)
-            r = agreement(ref, tok, x, kw)
-            diff = r.get("decode_psnr_vs_fp32_db", r.get("decode_si_sdr_vs_fp32_db"))
-            unit = "dB PSNR" if "decode_psnr_vs_fp32_db" in r else "dB SI-SDR"
-            print(f"{name:<24} {prec:<5} {r['ids_equal']:>10.2%} {diff:>8.2f} {unit}", flush=True)
+            for policy in args.fp32_modules or [None]:
+                tok = zoo.load(name)
+                if policy is not None:
+                    tok.fp32_modules = tuple(policy.split(","))
+                tok.set_precision(prec)
+                r = agreement(ref, tok, x, kw)
+                diff = r.get("decode_psnr_vs_fp32_db", r.get("decode_si_sdr_vs_fp32_db"))
+                unit = "dB PSNR" if "decode_psnr_vs_fp32_db" in r else "dB SI-SDR"
+                extra = f"  fp32: {policy}" if policy is not None else ""
+                print(f"{name:<24} {prec:<5} {r['ids_equal']:>10.2%} {diff:>8.2f} {unit}{extra}", flush=True)
     return 0
 
 
