@@ -21,6 +21,7 @@ _EXPORTS = {
     "convert": "zoo.hub",
     "list_models": "zoo.registry",
     "Tokenizer": "zoo.api",
+    "Autoencoder": "zoo.api",
     "Tokens": "zoo.api",
     "TokenizerOutput": "zoo.api",
 }
@@ -28,7 +29,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo.api import Tokenizer, TokenizerOutput, Tokens
+    from zoo.api import Autoencoder, Tokenizer, TokenizerOutput, Tokens
     from zoo.hub import convert, load
     from zoo.registry import list_models
 

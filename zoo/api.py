@@ -4,6 +4,8 @@
 `Tokenizer.forward(media) -> TokenizerOutput`. The shape of the contract follows audiocraft's
 `CompressionModel` (rate and codebook properties, result dataclasses) and the Hugging Face
 `save_pretrained` / `from_pretrained` convention (config.json + model.safetensors + README.md).
+Continuous autoencoders (`Autoencoder`: images <-> float latents, no ids) share the `Model` base
+(config, device, precision) with tokenizers, not this contract.
 """
 
 from __future__ import annotations
@@ -316,26 +318,21 @@ def _tupleize(v):
 
 
 # ----------------------------------------------------------------------------------------------
-# Tokenizer base
+# Model base: what zoo.load returns (a Tokenizer, or a continuous Autoencoder)
 # ----------------------------------------------------------------------------------------------
-class Tokenizer(nn.Module):
-    """Base of every zoo tokenizer: an encoder, a quantizer and a decoder behind one contract.
+class Model(nn.Module):
+    """What every model zoo.load returns has: one frozen config, a catalogue name, a device and a precision.
 
-    Subclasses set `family`, `modality`, `config_class`, build themselves from one frozen config,
-    and implement `encode`, `decode` and `forward`.
+    `Tokenizer` (media <-> ids) and `Autoencoder` (media <-> continuous latents) build on it. Subclasses set
+    `family`, `modality`, `config_class` and build themselves from one frozen config.
     """
 
+    kind: ClassVar[str] = ""  # "tokenizer" or "vae": what `zoo list` shows
     family: ClassVar[str] = ""
     modality: ClassVar[str] = ""
     config_class: ClassVar[type] = object
-    # Optional facts a family overrides (as class attributes or properties):
-    #   sample_rate        audio: the rate the model runs at (inputs are resampled to it)
-    #   input_size         image: (H, W) the model takes; file readers resize and center-crop to it
-    #   max_tokens         variable-length families: the longest sequence; any prefix 1..max decodes
-    #   stochastic_decoder decode draws noise: pass generator= or noise= for reproducible output
+    # input_size (image): (H, W) that file readers (CLI, pipelines) resize and center-crop to
     input_size: ClassVar[tuple[int, int] | None] = None
-    max_tokens: ClassVar[int | None] = None
-    stochastic_decoder: ClassVar[bool] = False
     # The family's precision policy (zoo.runtime): submodules that stay fp32 when the model runs in
     # bf16 / fp16 (quantizer distances, STFT / mel front ends and iSTFT heads); the rest autocasts.
     fp32_modules: ClassVar[tuple[str, ...]] = ()
@@ -344,7 +341,7 @@ class Tokenizer(nn.Module):
     # noise drawn item by item in order), each with its per-item keyword arguments. Such a call runs at
     # most `max_batch` items at once (None: the whole batch), so a big batch costs a bounded memory.
     batch_split: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    max_batch: int | None = 32
+    max_batch: int | None = runtime.MAX_BATCH
 
     def __init__(self, cfg):
         super().__init__()
@@ -355,20 +352,6 @@ class Tokenizer(nn.Module):
         self._precision = "fp32"
         self._fp32_hooks: list = []
         self.compiled = False
-
-    # -- properties every tokenizer has --------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
-
-    @property
-    def num_codebooks(self) -> int:
-        return 1
-
-    @property
-    def token_rate(self) -> float:
-        """Tokens per second (audio), per image (image) or per shape (3d)."""
-        raise NotImplementedError(f"{type(self).__name__} must define token_rate")
 
     @property
     def device(self) -> torch.device:
@@ -388,7 +371,7 @@ class Tokenizer(nn.Module):
     def precision(self, value) -> None:
         self.set_precision(value)
 
-    def set_precision(self, precision) -> "Tokenizer":
+    def set_precision(self, precision) -> "Model":
         p = runtime.resolve_precision(precision)
         if p not in self.precisions:
             raise ValueError(f"{type(self).__name__} runs in {', '.join(self.precisions)}; got precision {precision!r}.")
@@ -402,7 +385,7 @@ class Tokenizer(nn.Module):
         self._precision = p
         return self
 
-    def setup(self, device=None, precision=None, compile: bool = False, max_batch: int | None | str = "keep") -> "Tokenizer":
+    def setup(self, device=None, precision=None, compile: bool = False, max_batch: int | None | str = "keep") -> "Model":
         """Move to `device` ('cpu', 'cuda', 'cuda:N', 'auto'), set `precision`, optionally compile the
         parts that do not stay fp32 with torch.compile (never by default: compiling makes the first call
         slow), and set `max_batch` (items per chunk of a `batch_split` method; None: no chunking)."""
@@ -421,6 +404,54 @@ class Tokenizer(nn.Module):
             self.compiled = True
         return self
 
+    def autocast(self):
+        """The scope encode and decode run in: autocast at `self.precision` on the model's device."""
+        return runtime.autocast(self.device, self._precision)
+
+    # -- config ----------------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.cfg)
+
+    @classmethod
+    def config_from_dict(cls, data: Mapping[str, Any]):
+        return config_from_dict(cls.config_class, data)
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, variant={self.variant!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer base
+# ----------------------------------------------------------------------------------------------
+class Tokenizer(Model):
+    """Base of every zoo tokenizer: an encoder, a quantizer and a decoder behind one contract.
+
+    Subclasses set `family`, `modality`, `config_class`, build themselves from one frozen config,
+    and implement `encode`, `decode` and `forward`.
+    """
+
+    kind: ClassVar[str] = "tokenizer"
+    # Optional facts a family overrides (as class attributes or properties):
+    #   sample_rate        audio: the rate the model runs at (inputs are resampled to it)
+    #   max_tokens         variable-length families: the longest sequence; any prefix 1..max decodes
+    #   stochastic_decoder decode draws noise: pass generator= or noise= for reproducible output
+    max_tokens: ClassVar[int | None] = None
+    stochastic_decoder: ClassVar[bool] = False
+
+    # -- properties every tokenizer has --------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def token_rate(self) -> float:
+        """Tokens per second (audio), per image (image) or per shape (3d)."""
+        raise NotImplementedError(f"{type(self).__name__} must define token_rate")
+
     def stream_encoder(self):
         """Audio families: a stateful encoder, `push(chunk) -> Tokens` of what is final, then `flush()`."""
         raise NotImplementedError(f"{type(self).__name__} has no streaming encoder; WavTokenizer and XY-Tokenizer have one.")
@@ -428,10 +459,6 @@ class Tokenizer(nn.Module):
     def stream_decoder(self, *args, **kwargs):
         """Audio families: a stateful decoder, `push(ids) -> audio` of what is final, then `flush()`."""
         raise NotImplementedError(f"{type(self).__name__} has no streaming decoder; WavTokenizer and XY-Tokenizer have one.")
-
-    def autocast(self):
-        """The scope encode and decode run in: autocast at `self.precision` on the model's device."""
-        return runtime.autocast(self.device, self._precision)
 
     # -- contract ------------------------------------------------------------------------------
     def encode(self, x, **kwargs) -> Tokens:  # pragma: no cover - abstract
@@ -479,13 +506,6 @@ class Tokenizer(nn.Module):
         return meta
 
     # -- saving and loading --------------------------------------------------------------------
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self.cfg)
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]):
-        return config_from_dict(cls.config_class, data)
-
     def save_pretrained(self, directory: str | os.PathLike, card: str | None = None, **card_fields) -> Path:
         """Write config.json, model.safetensors and README.md (model card) into `directory`."""
         from zoo import hub
@@ -506,8 +526,37 @@ class Tokenizer(nn.Module):
 
         return hub.push_to_hub(self, repo_id, **kwargs)
 
-    def extra_repr(self) -> str:
-        return f"family={self.family!r}, variant={self.variant!r}"
+
+# ----------------------------------------------------------------------------------------------
+# Autoencoder base: continuous latents, no ids
+# ----------------------------------------------------------------------------------------------
+class Autoencoder(Model):
+    """Base of a continuous autoencoder (a VAE): images -> float latents -> images. It has no codebook, so
+    no Tokens: `zoo encode` / `zoo decode` refuse it, `zoo reconstruct` runs it.
+
+    encode(x [B, 3, H, W] in [0, 1]) -> latents [B, latent_channels, H/f, W/f] with f = downsample_factor;
+    decode(latents) -> images [B, 3, H, W] in [0, 1]; reconstruct(x) = decode(encode(x)), also `forward`.
+    Its config gives `latent_channels` and `downsample_factor`.
+    """
+
+    kind: ClassVar[str] = "vae"
+    modality: ClassVar[str] = "image"
+
+    latent_channels = property(lambda self: self.cfg.latent_channels)  # C
+    downsample_factor = property(lambda self: self.cfg.downsample_factor)  # f: pixels per latent pixel along each side
+
+    def encode(self, x: Tensor, **kwargs) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, latents: Tensor, **kwargs) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reconstruct(self, x: Tensor, **encode_kwargs) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] -> their reconstructions, same shape and range."""
+        return self.decode(self.encode(x, **encode_kwargs))
+
+    def forward(self, x: Tensor, **encode_kwargs) -> Tensor:
+        return self.reconstruct(x, **encode_kwargs)
 
 
 def inference(method):
@@ -516,7 +565,7 @@ def inference(method):
     floating outputs come back as fp32 on the model's device."""
 
     @functools.wraps(method)
-    def wrapper(self: Tokenizer, x, *args, **kwargs):
+    def wrapper(self: Model, x, *args, **kwargs):
         device = self.device
         x = runtime.move_to(x, device)
         kwargs = {k: runtime.move_to(v, device) for k, v in kwargs.items()}

@@ -31,17 +31,21 @@ def measured_metrics(variant: registry.Variant) -> dict | None:
 
 def render_section(spec: registry.FamilySpec, v: registry.Variant) -> str:
     with torch.device("meta"):
-        model = spec.tokenizer(v.config)
-    unit = {"audio": "tokens/s", "image": "tokens/image", "3d": "tokens/shape"}[spec.tokenizer.modality]
+        model = registry.model_class(spec, v)(v.config)
     lines = [f"## {v.name}", ""]
     if v.description:
         lines += [v.description, ""]
     lines += ["| | |", "|---|---|"]
     lines.append(f"| family | `{spec.name}` |")
-    lines.append(f"| modality | {spec.tokenizer.modality} |")
+    lines.append(f"| modality | {model.modality} |")
     lines.append(f"| parameters | {model.num_parameters() / 1e6:.2f} M |")
-    lines.append(f"| codebook | {model.num_codebooks} x {model.codebook_size} |")
-    lines.append(f"| token rate | {model.token_rate:g} {unit} |")
+    if v.kind == "vae":
+        f = model.downsample_factor
+        lines.append(f"| kind | VAE: continuous latents [{model.latent_channels}, H/{f}, W/{f}], no token ids |")
+    else:
+        unit = {"audio": "tokens/s", "image": "tokens/image", "3d": "tokens/shape"}[model.modality]
+        lines.append(f"| codebook | {model.num_codebooks} x {model.codebook_size} |")
+        lines.append(f"| token rate | {model.token_rate:g} {unit} |")
     if v.pretrained:
         rev = f" @ `{v.pretrained.revision}`" if v.pretrained.revision else " @ main (revision not yet pinned)"
         lines.append(f"| weights | `{v.pretrained.hub_id}` / `{v.pretrained.filename}`{rev} |")

@@ -58,16 +58,39 @@ def _device(args) -> str:
     return device
 
 
+# Commands that write or read token ids (or measure them): a VAE's continuous latents have none.
+_TOKEN_COMMANDS = {"encode": "write", "decode": "read", "eval": "measure", "bench": "time"}
+
+
+def _refuse_latents(name: str, command: str, model=None) -> None:
+    """One line for a VAE given to a command that needs token ids (checked by name before loading, then by type)."""
+    from zoo import api, registry
+
+    if model is None:
+        entry = registry.catalogue().get(name)
+        is_vae = entry is not None and entry[1].kind == "vae"
+    else:
+        is_vae = isinstance(model, api.Autoencoder)
+    if is_vae and command in _TOKEN_COMMANDS:
+        raise SystemExit(f"zoo: {name} is a VAE: it encodes images to continuous latents, not token ids, so `zoo {command}` has "
+                         f"no tokens to {_TOKEN_COMMANDS[command]}. Use `zoo reconstruct {name} IMAGES --out DIR --metrics`, "
+                         f"or zoo.load({name!r}).encode(images) in Python for the latents.")
+
+
 def _load(name: str, args=None):
     import zoo
 
+    command = getattr(args, "command", None)
+    _refuse_latents(name, command)
     kw = {}
     if args is not None and hasattr(args, "precision"):
         kw = {"device": _device(args), "precision": args.precision, "compile": args.compile}
     try:
-        return zoo.load(name, **kw)
+        model = zoo.load(name, **kw)
     except (KeyError, FileNotFoundError, ValueError, TypeError) as e:
         raise SystemExit(f"zoo: {e.args[0] if e.args else e}")
+    _refuse_latents(name, command, model)
+    return model
 
 
 def _write_media(tok, recon, out_base: Path, tokens=None) -> Path:
@@ -218,14 +241,16 @@ def cmd_list(args) -> int:
             weights = "embedded" if v.embedded else "none"
         if v.embedded and v.pretrained is not None:
             weights += "+embedded"
-        rows.append((name, spec.name, spec.tokenizer.modality, weights))
+        rows.append((name, spec.name, registry.model_class(spec, v).modality, v.kind, weights))
     if not rows:
         print(f"no model matches {args.pattern!r}" if args.pattern else "no models in the catalogue yet")
         return 1 if args.pattern else 0
     w = max(len(r[0]) for r in rows)
-    print(f"{'name':<{w}}  {'family':<13} {'modality':<8} weights")
+    print(f"{'name':<{w}}  {'family':<13} {'modality':<8} {'kind':<9} weights")
     for r in rows:
-        print(f"{r[0]:<{w}}  {r[1]:<13} {r[2]:<8} {r[3]}")
+        print(f"{r[0]:<{w}}  {r[1]:<13} {r[2]:<8} {r[3]:<9} {r[4]}")
+    if any(r[3] == "vae" for r in rows):
+        print("kind vae: a continuous autoencoder (latents, no token ids): zoo reconstruct runs it, zoo encode / decode do not.")
     return 0
 
 
@@ -239,16 +264,22 @@ def cmd_info(args) -> int:
     except KeyError as e:
         raise SystemExit(f"zoo: {e.args[0]}")
     with torch.device("meta"):
-        model = spec.tokenizer(v.config)
+        model = registry.model_class(spec, v)(v.config)
     info = {
         "name": v.name,
         "family": spec.name,
-        "modality": spec.tokenizer.modality,
+        "modality": model.modality,
+        "kind": v.kind,
         "description": v.description,
         "parameters": model.num_parameters(),
-        "codebook_size": model.codebook_size,
-        "num_codebooks": model.num_codebooks,
-        "token_rate": model.token_rate,
+    }
+    if isinstance(model, api.Autoencoder):
+        info["output"] = f"continuous latents [{model.latent_channels}, H/{model.downsample_factor}, W/{model.downsample_factor}], no token ids"
+        info["latent_channels"] = model.latent_channels
+        info["downsample_factor"] = model.downsample_factor
+    else:
+        info.update(codebook_size=model.codebook_size, num_codebooks=model.num_codebooks, token_rate=model.token_rate)
+    info |= {
         "source": v.pretrained.hub_id if v.pretrained else (f"models/{v.embedded}" if v.embedded else None),
         "file": v.pretrained.filename if v.pretrained else None,
         "revision": v.pretrained.revision if v.pretrained else None,
@@ -312,7 +343,7 @@ def cmd_reconstruct(args) -> int:
         from zoo import metrics
         from zoo.api import prepare_audio
 
-        tokens = tok.encode(x, **kw, **enc_kw)
+        tokens = tok.encode(x, **kw, **enc_kw)  # a VAE gives latents [B, C, h, w] instead of Tokens
         recon = tok.decode(tokens, **dec_kw)
         recon = recon.cpu() if hasattr(recon, "cpu") else recon  # metrics and files on the CPU
         failed = []
@@ -323,7 +354,11 @@ def cmd_reconstruct(args) -> int:
                 _fatal_write_error(e, o)
                 failed.append(f"{p}: could not write its reconstruction ({e})")
                 continue
-            row = {"input": str(p), "output": str(written), "tokens": int(tokens[i].unpadded()[0].numel())}  # lengths
+            row = {"input": str(p), "output": str(written)}
+            if isinstance(tokens, torch.Tensor):
+                row["latent_shape"] = list(tokens.shape[1:])
+            else:
+                row["tokens"] = int(tokens[i].unpadded()[0].numel())  # lengths
             if args.metrics:
                 try:
                     if tok.modality == "image":

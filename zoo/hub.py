@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from zoo import registry, runtime
-from zoo.api import CONFIG_FORMAT_VERSION, Tokenizer
+from zoo.api import CONFIG_FORMAT_VERSION, Model, Tokenizer
 from zoo.io import atomic_write, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -237,8 +237,8 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_folder(directory: str | os.PathLike) -> Tokenizer:
-    """A folder in zoo format -> Tokenizer (eval mode, fp32, CPU)."""
+def load_folder(directory: str | os.PathLike) -> Model:
+    """A folder in zoo format -> Tokenizer (eval mode, fp32, CPU); a local copy of a released VAE repo -> its Autoencoder."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -249,6 +249,8 @@ def load_folder(directory: str | os.PathLike) -> Tokenizer:
         data = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{cfg_path} is not valid JSON ({e}).") from e
+    if isinstance(data, dict) and "family" not in data and data.get("_class_name"):  # a released (diffusers-style) folder
+        return _load_released_folder(directory, data["_class_name"])
     for key in ("family", "config", "format_version"):
         if key not in data:
             raise ValueError(f"{cfg_path} is not a zoo config: missing {key!r} (need family, variant, config, format_version).")
@@ -268,6 +270,18 @@ def load_folder(directory: str | os.PathLike) -> Tokenizer:
     load_state_dict_strict(model, state, source=str(weights))
     model.variant = data.get("variant")
     return model.float().eval()
+
+
+def _load_released_folder(directory: Path, class_name: str) -> Model:
+    """A local copy of a released autoencoder repo (its config.json names the class) -> the family's Autoencoder."""
+    for spec in registry.families():
+        ae = spec.autoencoder
+        if ae is not None and class_name in ae.released_classes:
+            model = ae.from_released(directory / CONFIG_NAME, directory / ae.released_weights)
+            model.variant = None
+            return model
+    raise ValueError(f"{directory} holds a released {class_name} (its config.json names no zoo family); zoo reads "
+                     f"folders in zoo format and the released VAEs (`zoo list` marks them vae).")
 
 
 # Memory a config may ask for beyond its weights (non-persistent buffers such as windows and filterbanks).
@@ -322,7 +336,8 @@ def convert(family: str, checkpoint: str | os.PathLike, config: str | os.PathLik
     return model.float().eval()
 
 
-def _download(pre: registry.PretrainedCfg, filename: str, cache_dir: str | None) -> Path:
+def _download(pre: registry.PretrainedCfg, filename: str, cache_dir: str | None,
+              local: str = "convert a local copy with `zoo convert`") -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
@@ -332,9 +347,24 @@ def _download(pre: registry.PretrainedCfg, filename: str, cache_dir: str | None)
         raise FileNotFoundError(
             f"Could not get {filename} from hub repo {pre.hub_id}"
             f"{'@' + pre.revision if pre.revision else ''}: {state}. Download it where the hub can be "
-            f"reached (huggingface-cli download {pre.hub_id} {filename}), or convert a local copy with "
-            f"`zoo convert`."
+            f"reached (huggingface-cli download {pre.hub_id} {filename}), or {local}."
         ) from e
+
+
+def _download_weights(variant: registry.Variant, cache_dir: str | None, *local: str) -> Path:
+    pre = variant.pretrained
+    ckpt = _download(pre, pre.filename, cache_dir, *local)
+    if pre.sha256 and sha256_file(ckpt) != pre.sha256:
+        raise ValueError(f"{ckpt} does not have the sha256 recorded for {variant.name} ({pre.sha256}); the file is corrupt or changed upstream.")
+    return ckpt
+
+
+def _load_autoencoder(spec: registry.FamilySpec, variant: registry.Variant, cache_dir: str | None) -> Model:
+    """A released autoencoder (kind "vae"): its config file and weights, read as they are (their keys are ours)."""
+    local = "load a local copy of the whole repo with zoo.load(FOLDER)"
+    weights = _download_weights(variant, cache_dir, local)
+    config = _download(variant.pretrained, variant.pretrained.config_filename or CONFIG_NAME, cache_dir, local)
+    return registry.model_class(spec, variant).from_released(config, weights, expected=variant.config)
 
 
 def _load_official(spec: registry.FamilySpec, variant: registry.Variant, cache_dir: str | None) -> Tokenizer:
@@ -345,9 +375,7 @@ def _load_official(spec: registry.FamilySpec, variant: registry.Variant, cache_d
         model = load_folder(converted)
         model.variant = variant.name
         return model
-    ckpt = _download(pre, pre.filename, cache_dir)
-    if pre.sha256 and sha256_file(ckpt) != pre.sha256:
-        raise ValueError(f"{ckpt} does not have the sha256 recorded for {variant.name} ({pre.sha256}); the file is corrupt or changed upstream.")
+    ckpt = _download_weights(variant, cache_dir)
     cfg_file = _download(pre, pre.config_filename, cache_dir) if pre.config_filename else None
     model = convert(spec.name, ckpt, cfg_file)
     model.variant = variant.name
@@ -387,11 +415,13 @@ def _load_zoo_repo(repo_id: str, revision: str | None, cache_dir: str | None) ->
 # ----------------------------------------------------------------------------------------------
 def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None,
          device: str | torch.device | None = None, precision: str = "fp32", compile: bool = False,
-         max_batch: int | None = Tokenizer.max_batch) -> Tokenizer:
-    """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer.
+         max_batch: int | None = runtime.MAX_BATCH) -> Model:
+    """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer
+    (or, for the catalogue's VAEs and local copies of their repos, a continuous `zoo.api.Autoencoder`).
 
     `cache_dir`: the hub cache to use (default: huggingface_hub's). Official checkpoints are
-    converted once and kept in our format (under `<cache_dir>/zoo-converted`, default HF_HOME/zoo).
+    converted once and kept in our format (under `<cache_dir>/zoo-converted`, default HF_HOME/zoo); the
+    released VAEs are read as they are (config.json with the scaling factor, weights whose keys are ours).
     `device`: 'cpu' (default), 'cuda', 'cuda:N' or 'auto' (CUDA when present). `precision`: 'fp32'
     (default, the official numerics), 'bf16' or 'fp16' (the family's precision policy keeps quantizer
     distances and spectral front ends in fp32). `compile`: torch.compile the model's parts (off by
@@ -404,7 +434,7 @@ def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: s
     return model.setup(device=dev, precision=prec, compile=compile, max_batch=max_batch)
 
 
-def _load(source: str | os.PathLike, *, revision: str | None, cache_dir: str | None) -> Tokenizer:
+def _load(source: str | os.PathLike, *, revision: str | None, cache_dir: str | None) -> Model:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and Path(source).is_dir()):
         return load_folder(source)
     if not isinstance(source, str) or not source:
@@ -432,7 +462,7 @@ def _looks_like_repo_id(s: str) -> bool:
     return len(parts) == 2 and all(parts) and not s.startswith((".", "/")) and " " not in s
 
 
-def _load_variant(spec, variant, *, revision=None, cache_dir=None) -> Tokenizer:
+def _load_variant(spec, variant, *, revision=None, cache_dir=None) -> Model:
     pre = variant.pretrained
     errors = []
     if pre is not None and revision is not None:
@@ -440,7 +470,9 @@ def _load_variant(spec, variant, *, revision=None, cache_dir=None) -> Tokenizer:
         variant = registry.Variant(**{**variant.__dict__, "pretrained": pre})
     if pre is not None:
         try:
-            if pre.format == "zoo":
+            if variant.kind == "vae":
+                model = _load_autoencoder(spec, variant, cache_dir)
+            elif pre.format == "zoo":
                 model = _load_zoo_repo(pre.hub_id, pre.revision, cache_dir)
             else:
                 model = _load_official(spec, variant, cache_dir)

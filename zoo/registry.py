@@ -51,7 +51,14 @@ NOT_YET_PINNED: tuple[str, ...] = (
     "selftok-512-renderer",
     "selftok-1024",
     "selftok-1024-renderer",
+    "flextok-vae-c4",  # the standalone VAE repos: no commit seen in public code (all of it follows main)
+    "flextok-vae-c8",
+    "flextok-vae-c16",
 )
+
+
+# What a catalogue name loads as: a Tokenizer (ids), or a continuous autoencoder (latents, no ids).
+KINDS = ("tokenizer", "vae")
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,11 @@ class PretrainedCfg:
 class Variant:
     """One catalogue name.
 
-    config: the family config instance for this variant.
+    config: the family config instance for this variant (of the class `model_class` builds).
     pretrained: where its weights live (None: architecture only, e.g. a training config).
     embedded: folder under `models/` holding a small checkpoint trained here, in hub layout.
+    kind: "tokenizer" (the family's Tokenizer: media <-> ids) or "vae" (the family's continuous
+    autoencoder, FamilySpec.autoencoder: images <-> float latents, no ids).
     """
 
     name: str
@@ -88,6 +97,11 @@ class Variant:
     description: str = ""
     official: bool = True  # False for variants trained here
     extra: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "tokenizer"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Variant {self.name!r}: kind must be one of {KINDS}; got {self.kind!r}.")
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,16 @@ class FamilySpec:
     upstream: str = ""
     description: str = ""
     tiny_config: Any = None  # smallest config, used by the contract tests and benchmarks
+    autoencoder: type | None = None  # the class of the family's kind="vae" variants (a zoo.api.Autoencoder)
+
+
+def model_class(spec: FamilySpec, variant: Variant) -> type:
+    """The class a variant's config builds: the family's tokenizer, or its autoencoder for kind "vae"."""
+    if variant.kind == "vae":
+        if spec.autoencoder is None:
+            raise TypeError(f"{variant.name} is a VAE entry but family {spec.name} defines no autoencoder class.")
+        return spec.autoencoder
+    return spec.tokenizer
 
 
 def _module_name(name: str) -> str:

@@ -23,6 +23,7 @@ _PRECISION_ALIASES = {
     "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16",
     "fp16": "fp16", "float16": "fp16", "half": "fp16", torch.float16: "fp16",
 }
+MAX_BATCH = 32  # items an exactly splittable encode / decode runs at once, unless the user says otherwise
 DEVICES_ACCEPTED = "'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)"
 
 

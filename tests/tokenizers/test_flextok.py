@@ -126,11 +126,12 @@ def test_released_flextok_layouts_convert(name):
 
 
 @pytest.mark.parametrize("channels", [4, 8, 16])
-def test_released_vae_layouts(channels):
+def test_released_vae_layouts_inside_flextok(channels):
+    """A FlexTok's vae_* fields build each released VAE's layout (the standalone entries: test_flextok_vae.py)."""
     sd = _tsv(parity_dir("flextok") / f"keys_full_vae_c{channels}.tsv")
     cfg = dataclasses.replace(ft.FlexTokConfig(), vae_latent_channels=channels)
     with torch.device("meta"):
-        vae = ft.build_vae(cfg)
+        vae = ft.build_vae(cfg.vae_config)
     ours = {k[len("vae."):]: v for k, v in ft.remap_state_dict({"vae.vae." + k: v for k, v in sd.items()}, cfg).items()}
     hub.check_state_dict(vae, ours, source=f"vae c{channels}")
 
@@ -392,13 +393,15 @@ def test_official_training_settings_are_read():
 
 def test_vae_init_fills_the_vae_and_is_not_saved(tmp_path):
     torch.manual_seed(5)
-    donor = ft.build_vae(ft.TINY_CONFIG)
+    donor = ft.build_vae(ft.TINY_CONFIG.vae_config)
     donor.save_pretrained(tmp_path / "vae")  # a diffusers AutoencoderKL folder, as released VAEs are
     m = ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_init=str(tmp_path / "vae")))
     assert all(torch.equal(a, b) for a, b in zip(m.vae.state_dict().values(), donor.state_dict().values()))
     assert m.config_dict()["vae_init"] == ""  # the saved weights carry the VAE
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="has 16 latent channels; the config says vae_latent_channels=4"):
         ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_latent_channels=4, vae_init=str(tmp_path / "vae")))
+    with pytest.raises(ValueError, match="does not match AutoencoderKL"):  # the shared strict checker names the keys
+        ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_layers_per_block=2, vae_init=str(tmp_path / "vae")))
     with pytest.raises(ValueError, match="scaling_factor 0.5"):
         ft.FlexTok(dataclasses.replace(ft.TINY_CONFIG, vae_scaling_factor=0.13, vae_init=str(tmp_path / "vae")))
 

@@ -1,41 +1,127 @@
-"""FlexTok's official checkpoints and VAE: the only place that knows the upstream layout.
+"""FlexTok's official checkpoints and VAEs: the only place that knows the upstream layouts.
 
 Upstream (github.com/apple/ml-flextok) saves `vae.vae.*`, `encoder.module_dict.*` and
 `decoder.module_dict.*` keys and writes its config into the safetensors header (as Python-literal
 strings). `remap_state_dict` renames the keys; `from_official_config` reads the header (or a
-config.json) and the shapes; the released diffusers VAE is fetched here, both its weights
-(`load_vae_weights`, for `vae_init`) and, when a checkpoint leaves it out, its scaling factor.
+config.json) and the shapes. The released diffusers VAEs are read here: as standalone models
+(`load_released_vae`: config.json with the scaling factor + diffusion_pytorch_model.safetensors, whose
+keys are already ours), as weights for `vae_init` (`load_vae_weights`), and, when a checkpoint leaves it
+out, for their scaling factor.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
 
 from .model import FlexTok, FlexTokConfig
+from .vae import FlexTokVAE, FlexTokVAEConfig
+
+
+def vae_config_from_diffusers(config: Mapping[str, Any], source: str = "config.json") -> FlexTokVAEConfig:
+    """A released VAE's diffusers config.json -> FlexTokVAEConfig (sizes and scaling factor). A layout our VAE
+    does not build, or a missing or unusable scaling factor, is an error naming the field."""
+    if not isinstance(config, Mapping) or config.get("_class_name") != "AutoencoderKL":
+        got = config.get("_class_name") if isinstance(config, Mapping) else type(config).__name__
+        raise ValueError(f"{source} is not a diffusers AutoencoderKL config (its _class_name is {got!r}).")
+    widths = tuple(config.get("block_out_channels") or ())
+    fixed = {"in_channels": 3, "out_channels": 3, "act_fn": "silu", "mid_block_add_attention": True,
+             "down_block_types": ["DownEncoderBlock2D"] * len(widths), "up_block_types": ["UpDecoderBlock2D"] * len(widths)}
+    for key, want in fixed.items():
+        got = config.get(key, want)
+        if (list(got) if isinstance(want, list) else got) != want:
+            raise ValueError(f"{source}: {key}={got!r}; the FlexTok VAE is built with {want!r}.")
+    if not widths:
+        raise ValueError(f"{source} gives no block_out_channels; the FlexTok VAE is built from them.")
+    for key in ("shift_factor", "latents_mean", "latents_std"):
+        if config.get(key) not in (None, 0, 0.0):
+            raise ValueError(f"{source}: {key}={config[key]!r}; the FlexTok VAE scales its latents by scaling_factor only.")
+    scaling = config.get("scaling_factor")
+    if isinstance(scaling, bool) or not isinstance(scaling, (int, float)) or not math.isfinite(scaling) or scaling <= 0:
+        raise ValueError(f"{source} gives no usable scaling_factor (got {scaling!r}); the latents' scale is part of the "
+                         "model, so it must be the released positive number.")
+    return FlexTokVAEConfig(
+        latent_channels=int(config.get("latent_channels", 4)),
+        block_out_channels=tuple(int(c) for c in widths),
+        layers_per_block=int(config.get("layers_per_block", 1)),
+        norm_num_groups=int(config.get("norm_num_groups", 32)),
+        use_quant_conv=bool(config.get("use_quant_conv", True)),
+        use_post_quant_conv=bool(config.get("use_post_quant_conv", True)),
+        scaling_factor=float(scaling),
+    )
+
+
+def load_released_vae(config_file: str | os.PathLike, weights_file: str | os.PathLike,
+                      expected: FlexTokVAEConfig | None = None) -> FlexTokVAE:
+    """A released VAE (its diffusers config.json and weights file) -> FlexTokVAE in eval mode, fp32, CPU.
+
+    Sizes and scaling factor come from config.json; `expected` (a catalogue entry's config) fixes the latent
+    channels. The weights are checked key by key (zoo.hub.check_state_dict) before they are loaded."""
+    from zoo import hub
+
+    cfg = vae_config_from_diffusers(hub.read_config_file(config_file), source=str(config_file))
+    if expected is not None and cfg.latent_channels != expected.latent_channels:
+        raise ValueError(f"{config_file} describes a VAE with {cfg.latent_channels} latent channels; this entry has "
+                         f"{expected.latent_channels}. The file belongs to another VAE.")
+    state, _ = hub.read_checkpoint(weights_file)
+    model = FlexTokVAE(cfg)
+    hub.load_state_dict_strict(model.vae, state, source=f"VAE weights {weights_file}")
+    return model.float().eval()
+
+
+def _vae_entry(source: str) -> str | None:
+    """The catalogue name of a standalone VAE given by name (flextok-vae-c4) or by its hub id."""
+    from zoo import registry
+
+    for name, (_, v) in registry.catalogue().items():
+        if v.kind == "vae" and v.pretrained is not None and source in (name, v.pretrained.hub_id):
+            return name
+    return None
+
+
+def released_vae(source: str) -> FlexTokVAE:
+    """A released VAE by catalogue name (flextok-vae-c4), hub id (EPFL-VILAB/flextok_vae_c4, read as that
+    catalogue entry when it is one) or local diffusers folder (config.json + diffusion_pytorch_model.safetensors)."""
+    from zoo import hub
+
+    name = _vae_entry(source)
+    if name is not None or Path(source).is_dir():
+        model = hub.load(name or source)
+        if not isinstance(model, FlexTokVAE):
+            raise ValueError(f"{source} holds a {type(model).__name__}, not a diffusers AutoencoderKL VAE.")
+        return model
+    from huggingface_hub import hf_hub_download
+
+    files = [hf_hub_download(source, f) for f in ("config.json", FlexTokVAE.released_weights)]
+    return load_released_vae(*files)
 
 
 def load_vae_weights(vae: nn.Module, source: str, scaling_factor: float | None = None) -> None:
-    """Fill our VAE with a released diffusers AutoencoderKL's weights (hub id or folder), strictly; when
-    given, scaling_factor must equal the released VAE's (the latents' scale is part of the model)."""
-    from diffusers.models import AutoencoderKL
+    """Fill our VAE with a released VAE's weights (catalogue name, hub id or diffusers folder; see
+    `released_vae`), strictly; when given, scaling_factor must equal the released VAE's (the latents' scale
+    is part of the model)."""
+    from zoo import hub
 
+    where = f"FlexTok vae_init={source!r}"
     try:
-        donor = AutoencoderKL.from_pretrained(source)
-        state = donor.state_dict()
+        donor = released_vae(source)
     except Exception as e:
-        raise ValueError(f"FlexTok vae_init={source!r}: could not load a diffusers AutoencoderKL from it ({type(e).__name__}: {e}).") from e
-    ours = vae.state_dict()
-    bad = sorted(k for k in set(ours) | set(state) if k not in ours or k not in state or ours[k].shape != state[k].shape)
-    if bad:
-        raise ValueError(f"FlexTok vae_init={source!r} does not match the configured VAE (vae_* fields); differing keys: {bad[:8]}.")
-    released = donor.config.get("scaling_factor")
-    if scaling_factor is not None and released is not None and abs(float(released) - scaling_factor) > 1e-6:
-        raise ValueError(f"FlexTok vae_init={source!r} has scaling_factor {released}; the config says vae_scaling_factor="
+        raise ValueError(f"{where}: could not load a released VAE from it ({type(e).__name__}: {e}).") from e
+    channels = vae.config.latent_channels
+    if donor.latent_channels != channels:
+        raise ValueError(f"{where} has {donor.latent_channels} latent channels; the config says vae_latent_channels="
+                         f"{channels}. Set vae_latent_channels: {donor.latent_channels} in the recipe, or name another VAE.")
+    released = donor.scaling_factor
+    if scaling_factor is not None and abs(released - scaling_factor) > 1e-6:
+        raise ValueError(f"{where} has scaling_factor {released}; the config says vae_scaling_factor="
                          f"{scaling_factor}. Set vae_scaling_factor: {released} in the recipe.")
+    state = donor.vae.state_dict()
+    hub.check_state_dict(vae, state, source=where)
     vae.load_state_dict(state)
 
 

@@ -45,6 +45,8 @@ from zoo.quantizers.dropout import NestedDropout
 from zoo.quantizers.fsq import FSQ
 from zoo.samplers import Guidance, euler
 
+from .vae import FlexTokVAEConfig, build_vae, vae_images, vae_latents
+
 PAPER = "arXiv:2502.13967"
 UPSTREAM = "https://github.com/apple/ml-flextok"
 WEIGHTS_LICENSE = "apple-amlr"  # Apple Machine Learning Research Model license (LICENSE_WEIGHTS upstream)
@@ -80,7 +82,7 @@ class FlexTokConfig:
     # UNVERIFIED default: the released value is read at conversion (checkpoint header or VAE config.json).
     vae_scaling_factor: float = 1.0
     vae_sample_posterior: bool = False  # False: posterior mode (deterministic tokens); True: a sample
-    # training from scratch: a diffusers AutoencoderKL (hub id or folder, e.g. EPFL-VILAB/flextok_vae_c16) whose
+    # training from scratch: a released VAE (catalogue name such as flextok-vae-c16, hub id or diffusers folder) whose
     # weights fill the frozen VAE when the model is built; saved configs clear it (the weights carry the VAE)
     vae_init: str = ""
     # "vae": the flow runs on AutoencoderKL latents (released models); "pixels": no VAE, the flow runs
@@ -133,6 +135,16 @@ class FlexTokConfig:
         return 3 if self.latent_space == "pixels" else self.vae_latent_channels
 
     @property
+    def vae_config(self) -> FlexTokVAEConfig:
+        """The VAE's sizes and scaling (the vae_* fields)."""
+        return FlexTokVAEConfig(
+            latent_channels=self.vae_latent_channels, block_out_channels=self.vae_block_out_channels,
+            layers_per_block=self.vae_layers_per_block, norm_num_groups=self.vae_norm_num_groups,
+            use_quant_conv=self.vae_use_quant_conv, use_post_quant_conv=self.vae_use_post_quant_conv,
+            scaling_factor=self.vae_scaling_factor, sample_posterior=self.vae_sample_posterior, image_size=self.image_size,
+        )
+
+    @property
     def max_grid(self) -> int:
         """Patches per side at image_size (size of the sin-cos tables)."""
         return self.image_size // (self.vae_factor * self.patch_size)
@@ -140,30 +152,6 @@ class FlexTokConfig:
 
 def _mlp_hidden(dim: int, ratio: float) -> int:
     return int(2 * int(dim * ratio) / 3)
-
-
-def build_vae(cfg: FlexTokConfig) -> nn.Module:
-    """The frozen diffusers AutoencoderKL (imported here so that `import zoo` stays light)."""
-    try:
-        from diffusers.models import AutoencoderKL
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("FlexTok needs diffusers for its VAE: pip install diffusers") from e
-    n = len(cfg.vae_block_out_channels)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(cfg.vae_block_out_channels),
-        layers_per_block=cfg.vae_layers_per_block,
-        act_fn="silu",
-        latent_channels=cfg.vae_latent_channels,
-        norm_num_groups=cfg.vae_norm_num_groups,
-        sample_size=cfg.image_size,
-        scaling_factor=cfg.vae_scaling_factor,
-        use_quant_conv=cfg.vae_use_quant_conv,
-        use_post_quant_conv=cfg.vae_use_post_quant_conv,
-    )
 
 
 def patchify(x: Tensor, p: int) -> Tensor:
@@ -305,7 +293,7 @@ class FlexTok(Tokenizer):
 
     def __init__(self, cfg: FlexTokConfig):
         super().__init__(cfg)
-        self.vae = build_vae(cfg).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen
+        self.vae = build_vae(cfg.vae_config).requires_grad_(False) if cfg.latent_space == "vae" else None  # frozen
         if cfg.vae_init and self.vae is not None:
             from .convert import load_vae_weights  # here, not at the top: convert.py imports this module
 
@@ -355,18 +343,13 @@ class FlexTok(Tokenizer):
         """images [B, 3, H, W] in [-1, 1] -> scaled latents [B, C, H/8, W/8] (the images in pixel space)."""
         if self.vae is None:
             return images
-        dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-        if self.cfg.vae_sample_posterior:
-            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
-        else:
-            z = dist.mode()
-        return z * self.cfg.vae_scaling_factor
+        return vae_latents(self.vae, images, self.cfg.vae_scaling_factor, self.cfg.vae_sample_posterior, generator)
 
     def vae_decode(self, latents: Tensor) -> Tensor:
         """scaled latents [B, C, h, w] -> images [B, 3, 8h, 8w] in about [-1, 1] (not clamped)."""
         if self.vae is None:
             return latents
-        return self.vae.decode(latents.to(self.vae.dtype) / self.cfg.vae_scaling_factor).sample
+        return vae_images(self.vae, latents, self.cfg.vae_scaling_factor)
 
     # -- encode ----------------------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> Tensor:

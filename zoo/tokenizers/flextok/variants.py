@@ -1,4 +1,5 @@
-"""FlexTok's catalogue: the four released checkpoints (with the VAE each needs) and the tiny configs."""
+"""FlexTok's catalogue: the four released checkpoints (with the VAE each needs), the three standalone VAEs
+(kind "vae": continuous latents, no tokens) and the tiny configs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from zoo.registry import FamilySpec, PretrainedCfg, Variant
 
 from .convert import from_official_config, remap_state_dict
 from .model import PAPER, UPSTREAM, WEIGHTS_LICENSE, FlexTok, FlexTokConfig
+from .vae import FlexTokVAE, FlexTokVAEConfig
 
 
 def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, vae: str, about: str,
@@ -18,6 +20,18 @@ def _released(name: str, enc: tuple[int, int], dec: tuple[int, int], hub: str, v
                                  paper=PAPER),
         description=about,
         extra={"vae_hub_id": vae},
+    )
+
+
+def _standalone_vae(channels: int, about: str) -> Variant:
+    return Variant(
+        name=f"flextok-vae-c{channels}",
+        kind="vae",
+        config=FlexTokVAEConfig(latent_channels=channels),  # sizes and scaling factor are read from its config.json
+        pretrained=PretrainedCfg(hub_id=f"EPFL-VILAB/flextok_vae_c{channels}", filename=FlexTokVAE.released_weights,
+                                 config_filename="config.json", license=WEIGHTS_LICENSE, paper=PAPER),
+        description=f"FlexTok's standalone f8 VAE with {channels} latent channels (diffusers AutoencoderKL): images <-> "
+                    f"continuous latents [{channels}, H/8, W/8] times the scaling factor in its config.json; no tokens.{about}",
     )
 
 
@@ -51,6 +65,9 @@ VARIANTS: tuple[Variant, ...] = (
         description="Tiny pixel-space FlexTok for 64x64 images (1..32 tokens, no VAE), trained here on CPU on real "
                     "photos (recipes/flextok/tiny-cpu.yaml); a demonstration, far below the released models.",
     ),
+    _standalone_vae(4, ""),
+    _standalone_vae(8, ""),
+    _standalone_vae(16, " The released FlexToks run on this one."),
 )
 
 FAMILY = FamilySpec(
@@ -64,4 +81,5 @@ FAMILY = FamilySpec(
     upstream=UPSTREAM,
     description="Images -> ordered 1D FSQ tokens of any length 1..256; rectified-flow decoder (FlexTok, Apple/EPFL).",
     tiny_config=TINY_CONFIG,
+    autoencoder=FlexTokVAE,
 )
