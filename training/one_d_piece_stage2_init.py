@@ -6,8 +6,8 @@ Upstream's stage 2 (1d-tokenizer `create_model_and_loss_module`, `finetune_decod
 checkpoint and adds the teacher file's `quantize.*` and `decoder.*` keys under `pixel_quantize.*` /
 `pixel_decoder.*` (the encoder's keys are left out); the ViT decoder then learns to predict those codes'
 soft mixture and the pixel decoder starts as a trained image decoder. Here the same keys go through
-One-D-Piece's converter (`pixel_quantize.embedding.weight` -> `proxy_codebook`; `pixel_decoder.*` as is),
-strictly: every proxy / pixel-decoder tensor of the stage-1 model must be replaced, with its shape.
+One-D-Piece's converter (`maskgit_vqgan_stage2_state`: `proxy_codebook`, `pixel_decoder.*`) and zoo.hub's strict
+check: every proxy / pixel-decoder tensor of the stage-1 model must be replaced, with its shape.
 
     python training/one_d_piece_stage2_init.py runs/one_d_piece/s256-stage1/final \
         --teacher maskgit-vqgan-imagenet-f16-256.bin --out runs/one_d_piece/s256-stage2-init
@@ -26,32 +26,21 @@ from pathlib import Path
 from torch import Tensor
 
 import zoo
-from zoo.hub import read_checkpoint
-from zoo.tokenizers.one_d_piece import OneDPiece, remap_state_dict
-from zoo.train.proxy import _few
+from zoo.hub import load_state_dict_strict, read_checkpoint
+from zoo.tokenizers.one_d_piece import OneDPiece, maskgit_vqgan_stage2_state
 
-TEACHER_PREFIXES = ("quantize.", "decoder.")  # upstream keeps these, and drops encoder.*
+STAGE2_PARTS = ("proxy_codebook", "pixel_decoder.")  # what stage 2 takes from the teacher; the rest is stage 1's
 
 
-def stage2_weights(model: OneDPiece, teacher: Mapping[str, Tensor], source: str = "the teacher") -> dict[str, Tensor]:
-    """{our key: tensor} for every proxy-codebook and pixel-decoder tensor of `model`, from the teacher's keys."""
-    official = {"pixel_" + k: v for k, v in teacher.items() if k.startswith(TEACHER_PREFIXES)}
-    if not any(k.startswith("pixel_decoder.") for k in official):
-        raise ValueError(f"{source} has no decoder.* keys: stage 2 starts its pixel decoder from the MaskGIT-VQGAN "
-                         "decoder (a patch k-means stand-in teacher has none).")
-    ours = remap_state_dict(official)
-    target = {k: v.shape for k, v in model.state_dict().items() if k == "proxy_codebook" or k.startswith("pixel_decoder.")}
-    missing = [k for k in target if k not in ours]
-    unexpected = [k for k in ours if k not in target]
-    wrong = [f"{k} {list(ours[k].shape)} (model: {list(s)})" for k, s in target.items() if k in ours and ours[k].shape != s]
-    if missing or unexpected or wrong:
-        parts = [f"{label} ({len(keys)}): {_few(keys)}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shapes", wrong)) if keys]
-        raise ValueError(f"{source} does not fit the stage-1 model's proxy codebook / pixel decoder ("
-                         f"proxy_codebook_size={model.cfg.proxy_codebook_size}, proxy_dim={model.cfg.proxy_dim}, "
-                         f"pixel_channels={model.cfg.pixel_channels}, pixel_channel_mult={list(model.cfg.pixel_channel_mult)}): "
-                         + "; ".join(parts) + ".")
-    return {k: ours[k].to(model.state_dict()[k].dtype) for k in target}
+def load_stage2_weights(model: OneDPiece, teacher: Mapping[str, Tensor], source: str = "the teacher") -> int:
+    """Replace `model`'s proxy codebook and pixel decoder by the teacher's codebook and decoder, strictly (every
+    such tensor given with its shape, nothing else); -> how many tensors were replaced."""
+    new = maskgit_vqgan_stage2_state(teacher, source)
+    c = model.cfg
+    load_state_dict_strict(model, new, source=f"{source} (codebook and decoder as stage 2's)", within=STAGE2_PARTS,
+                           hint=f"The stage-1 model has proxy_codebook_size={c.proxy_codebook_size}, proxy_dim={c.proxy_dim}, "
+                                f"pixel_channels={c.pixel_channels}, pixel_channel_mult={list(c.pixel_channel_mult)}.")
+    return len(new)
 
 
 def main(argv=None) -> Path:
@@ -64,10 +53,9 @@ def main(argv=None) -> Path:
     if not isinstance(model, OneDPiece):
         raise SystemExit(f"{args.stage1} is a {model.family} model; this program starts One-D-Piece stage 2.")
     teacher, _ = read_checkpoint(args.teacher)  # safetensors or torch.load(weights_only=True): no code runs
-    new = stage2_weights(model, teacher, source=str(args.teacher))
-    model.load_state_dict(new, strict=False)
+    n = load_stage2_weights(model, teacher, source=str(args.teacher))
     out = model.save_pretrained(args.out)
-    print(f"wrote {out}: {len(new)} proxy-codebook / pixel-decoder tensors from {args.teacher}, the rest from {args.stage1}")
+    print(f"wrote {out}: {n} proxy-codebook / pixel-decoder tensors from {args.teacher}, the rest from {args.stage1}")
     return Path(out)
 
 

@@ -16,13 +16,13 @@ optimiser, same optim settings); the LM is neither trained nor saved.
 
 3D tokenizers (VAT) train on `data.kind: mesh_folder` batches ({"x", "queries", "occupancy"}): the
 model computes its own losses (occupancy BCE, KL, commitment), weighted by `quantizer`, and a stage
-with `continuous: true` trains it without its quantiser (the family's `set_continuous` hook).
+with `continuous: true` trains it without its quantiser (the family's `continuous_forward` hook).
 
 One-D-Piece / TiTok's stage 1 trains on a proxy teacher's codes (`loss.proxy_teacher`): `proxy` (cross-entropy on
 them), `proxy_render` (the model's pixel decoder renders them: a decoder for a teacher that has none) and
 `proxy_decode` (the teacher's own decoder renders the model's proxy-code probabilities; the patch k-means
-stand-in's centroid mix). One-D-Piece's `set_continuous` is a warm-up: the decoder reads unquantised latents.
-These family-specific passes are chosen by family name in zoo/train/families.py (`HOOKS`).
+stand-in's centroid mix). One-D-Piece's `continuous: true` is a warm-up: the decoder reads unquantised latents.
+These family-specific passes (zoo/train/<family>.py) are chosen by family name in zoo/train/families.py (`HOOKS`).
 
 Each step: the generator's micro-batches (forward, loss, backward; the discriminator's own gradients
 from this pass are discarded), one generator update; then, in adversarial stages, the
@@ -75,7 +75,7 @@ class Stage:
     name: str = "reconstruction"
     from_step: int = 0  # the stage with the largest from_step <= step applies
     weights: LossWeights = field(default_factory=lambda: LossWeights(l1=1.0))
-    continuous: bool = False  # bypass the quantiser (a plain VAE stage, as VAT's first); needs set_continuous()
+    continuous: bool = False  # bypass the quantiser (a plain VAE stage, as VAT's first); needs a continuous_forward hook
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,10 @@ def needs_recon(w: LossWeights) -> bool:
 
 
 def check_stages(stages: tuple[Stage, ...], model, kind: str) -> None:
-    if any(s.continuous for s in stages) and hooks(model.family).set_continuous is None:
+    if any(s.continuous for s in stages) and hooks(model.family).continuous_forward is None:
         raise ValueError(f"A stage has continuous: true, but {type(model).__name__} (family {model.family!r}) has no "
-                         "set_continuous hook; only tokenizers with a bypassable quantiser "
-                         f"({', '.join(families_with('set_continuous'))}) train that way.")
+                         "continuous_forward hook; only tokenizers with a bypassable quantiser "
+                         f"({', '.join(families_with('continuous_forward'))}) train that way.")
     if kind == "mesh_folder":
         used = sorted({t for s in stages for t in MEDIA_TERMS if getattr(s.weights, t)})
         if used:
@@ -230,7 +230,9 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
              info.device, precision)
 
     model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision)
-    inner = zd.unwrap(model)
+    # the family's own passes, through the wrapper's forward (DDP gradient sync, FSDP2 gathering)
+    continuous = zd.forward_with(model, family.continuous_forward) if family.continuous_forward else None
+    proxy = zd.forward_with(model, family.proxy_forward) if family.proxy_forward else None
     models, optimizers, schedulers, scalers = {"model": model}, {"model": (model, opt_g)}, {"model": sched_g}, {"model": scaler_g}
     if disc is not None:
         disc, opt_d, sched_d, scaler_d = prepare(disc, cfg.train, d.optim, info, precision)
@@ -241,16 +243,19 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         semantic, opt_s, sched_s, _ = prepare(semantic, cfg.train, cfg.optim, info, precision)
         models["semantic"], optimizers["semantic"], schedulers["semantic"] = semantic, (semantic, opt_s), sched_s
 
-    def generator_loss(w: LossWeights, use_d: bool, fakes: list, item):
+    def generator_loss(stage: Stage, use_d: bool, fakes: list, item):
+        w = stage.weights
         x, text = item
         proxy_terms = {}
         if w.proxy or w.proxy_render or w.proxy_decode:
-            out = family.proxy_forward(model, x, teacher(x) if w.proxy or w.proxy_render else None,
-                                       teacher.decode if w.proxy_decode else None, needs_recon(w))
+            out = proxy(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
+                        proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w),
+                        continuous=stage.continuous)
             out.losses = dict(out.losses)
             proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode") if k in out.losses}
         else:
-            out = model(**x) if isinstance(x, dict) else model(x)
+            forward = continuous if stage.continuous else model
+            out = forward(**x) if isinstance(x, dict) else forward(x)
         t = {k: getattr(w, k) * v for k, v in proxy_terms.items() if getattr(w, k)}
         t.update(L.reconstruction_terms(w, out.recon, x, stft=stft, mel=mel, perceptual=perceptual))
         if out.losses and w.quantizer:
@@ -283,8 +288,6 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     def step(i, next_batch):
         stage = stage_at(stages, i)
         w = stage.weights
-        if family.set_continuous is not None:
-            family.set_continuous(inner, stage.continuous)
         use_d = disc is not None and (w.adversarial > 0 or w.feature_matching > 0)
         micro, texts = zip(*(split_text(next_batch()) for _ in range(accum)))
         micro = [to_device(x, info.device) for x in micro]
@@ -294,7 +297,7 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if semantic is not None:
             opt_s.zero_grad(set_to_none=True)
         fakes = []
-        terms = accumulate([model, semantic], zip(micro, texts), accum, partial(generator_loss, w, use_d, fakes),
+        terms = accumulate([model, semantic], zip(micro, texts), accum, partial(generator_loss, stage, use_d, fakes),
                            scaler_g, precision, info)
         scaler_g.unscale_(opt_g)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, clip))

@@ -6,7 +6,8 @@ velocity and the velocity it should match. This program samples `t` from a logit
 distribution (SD3, arXiv:2403.03206) and `noise` from N(0, I) (shaped like `x`, or like
 `tok.flow_noise_shape(x)` when the flow runs in a latent space), and minimises the velocity MSE plus
 the tokenizer's other losses (`FlowOutput.losses`: quantizer, REPA, ...; each is also logged).
-`model.freeze` can keep the encoder and quantizer fixed.
+A family with a REPA encoder (FlexTok with `repa_encoder` set; zoo/train/families.py `HOOKS`) gets its frozen
+features of each batch as `flow_forward(repa_target=)`. `model.freeze` can keep the encoder and quantizer fixed.
 
     python training/train_flow_decoder.py RECIPE.yaml [section.key=value ...]
     torchrun --nproc-per-node 8 training/train_flow_decoder.py RECIPE.yaml
@@ -23,6 +24,7 @@ import torch
 from zoo.train import distributed as zd
 from zoo.train import losses as L
 from zoo.train.data import DataConfig
+from zoo.train.families import hooks
 from zoo.train.loop import begin, fit, prepare, single_step
 from zoo.train.optim import OptimConfig
 from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
@@ -57,6 +59,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
              model.num_parameters() / 1e6, info.world_size, info.device, precision)
     model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision)
     flow_forward = zd.forward_method(model, "flow_forward")
+    family = hooks(zd.unwrap(model).family)
+    repa = family.repa_encoder(zd.unwrap(model)) if family.repa_encoder else None  # frozen; never saved or trained
     noise_shape = getattr(zd.unwrap(model), "flow_noise_shape", lambda x: tuple(x.shape))  # default: noise like the input
 
     def loss_fn(x):
@@ -65,7 +69,11 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
             t = torch.where(torch.rand(t.shape, device=t.device) < cfg.flow.t_one_prob, torch.ones_like(t), t)
         # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
         noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
-        out = flow_forward(x, t=t, noise=noise)  # through the wrapper's hooks (DDP / FSDP2)
+        extra = {}
+        if repa is not None:
+            with torch.no_grad():
+                extra["repa_target"] = repa(x)
+        out = flow_forward(x, t=t, noise=noise, **extra)  # through the wrapper's hooks (DDP / FSDP2)
         flow = L.flow_matching_loss(out.velocity, out.target)
         quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
         loss = flow + quant

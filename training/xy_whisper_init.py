@@ -5,9 +5,7 @@ fresh initialisation. Train from it with `model.init_from: <that folder>`.
 XY-Tokenizer (arXiv 2506.23325) initialises its semantic encoder from Whisper-small and keeps it
 frozen; per summaries of the paper the acoustic encoder also starts from Whisper (not stated in the
 released code, which has no training part). Our encoders use Whisper's layout, so the copy is a
-rename: `model.encoder.X` (or `encoder.X`, a bare WhisperModel) -> `semantic_encoder.X`, with
-`embed_positions.weight` -> `positional_embedding` (the same sinusoid table); the decoder's keys
-are not used.
+rename (zoo.tokenizers.xy_tokenizer.convert.whisper_encoder_state), checked strictly by zoo.hub.
 
     python training/xy_whisper_init.py --whisper /path/to/whisper-small --out runs/xy_tokenizer/whisper-init
     python training/xy_whisper_init.py --whisper model.safetensors --config my_config.json --out DIR --acoustic
@@ -27,36 +25,7 @@ import torch
 
 from zoo import hub, registry
 from zoo.tokenizers.xy_tokenizer import XYTokenizer, XYTokenizerConfig
-
-ENCODER_PREFIXES = ("model.encoder.", "encoder.")  # WhisperForConditionalGeneration, WhisperModel
-
-
-def whisper_encoder_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Whisper (transformers layout) -> the encoder's weights under our names (no prefix)."""
-    for prefix in ENCODER_PREFIXES:
-        enc = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if enc:
-            break
-    else:
-        raise ValueError(f"No Whisper encoder weights: no key starts with {ENCODER_PREFIXES} "
-                         f"(first keys: {sorted(state_dict)[:3]}). Pass a transformers-layout Whisper checkpoint.")
-    if "embed_positions.weight" in enc:
-        enc["positional_embedding"] = enc.pop("embed_positions.weight")
-    return enc
-
-
-def load_whisper_into(model: XYTokenizer, encoder: dict[str, torch.Tensor], part: str = "semantic_encoder") -> None:
-    """Copy Whisper encoder weights into `model.<part>`: every tensor of the part must be given with
-    its shape, and every given tensor must be used."""
-    target = getattr(model, part).state_dict()
-    missing, unused = sorted(set(target) - set(encoder)), sorted(set(encoder) - set(target))
-    wrong = [f"{k}: {list(encoder[k].shape)} vs {list(v.shape)}" for k, v in target.items()
-             if k in encoder and encoder[k].shape != v.shape]
-    if missing or unused or wrong:
-        raise ValueError(f"The Whisper encoder does not fit {part} of this config: missing {missing[:5]}, unused "
-                         f"{unused[:5]}, shapes (Whisper vs ours) {wrong[:5]}. Pick the config whose encoder matches "
-                         "(the released xy-tokenizer-16k matches whisper-small).")
-    getattr(model, part).load_state_dict({k: v.to(target[k].dtype) for k, v in encoder.items()}, strict=True)
+from zoo.tokenizers.xy_tokenizer.convert import whisper_encoder_state
 
 
 def read_config(name_or_file: str) -> XYTokenizerConfig:
@@ -83,12 +52,13 @@ def main(argv=None) -> Path:
     if source.is_dir():
         source = source / "model.safetensors"
     state, _ = hub.read_checkpoint(source)
-    encoder = whisper_encoder_state(state)
     torch.manual_seed(args.seed)
     model = XYTokenizer(read_config(args.config))
     parts = ("semantic_encoder", "acoustic_encoder") if args.acoustic else ("semantic_encoder",)
-    for part in parts:
-        load_whisper_into(model, encoder, part)
+    for part in parts:  # every tensor of the part given with its shape, every given tensor used
+        hub.load_state_dict_strict(model, whisper_encoder_state(state, part), source=f"The Whisper encoder of {source}",
+                                   within=(part + ".",), hint="Pick the config whose encoder matches (the released "
+                                                              "xy-tokenizer-16k matches whisper-small).")
     out = model.save_pretrained(args.out, training=f"Initialisation only: {', '.join(parts)} from Whisper "
                                                    f"({source}; Whisper weights are MIT-licensed), the rest at init (seed {args.seed}); not trained.")
     print(f"wrote {out}: {', '.join(parts)} from {source}")

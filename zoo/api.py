@@ -263,8 +263,8 @@ class TokenizerOutput:
     `[B, D, T]`), differentiable through the quantizer's straight-through path, for training terms
     that look at the tokens' content (XY-Tokenizer's ASR alignment); `feature_lengths` `[B]`:
     valid frames along its last axis (None: every frame is valid). Families that do not expose
-    them leave both None. `recon` is None only where a family's forward was asked not to render
-    (One-D-Piece's `render=False`, for a proxy-code training stage).
+    them leave both None. `recon` is None only where a training pass was asked not to render
+    (zoo.train.one_d_piece's `render=False`, for a proxy-code stage).
     """
 
     recon: Tensor | None

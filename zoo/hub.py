@@ -160,9 +160,16 @@ def _expected_tensors(model: nn.Module) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise one error naming every missing key, unexpected key and shape difference."""
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint", *,
+                     within: tuple[str, ...] = (), hint: str = "") -> None:
+    """Raise one error naming every missing key, unexpected key and shape difference.
+
+    within: check only the model's tensors whose names start with one of these (a part being replaced, e.g.
+    `("pixel_decoder.",)`); the state dict must then hold exactly those. hint: a sentence ending the error
+    (what would fit)."""
     expected = _expected_tensors(model)
+    if within:
+        expected = {k: v for k, v in expected.items() if k.startswith(within)}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
@@ -180,17 +187,21 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
         return f"\n  {title} ({len(items)}):\n    {head}{more}"
 
+    part = f" (its {', '.join(p + '*' for p in within)})" if within else ""
     raise ValueError(
-        f"{source} does not match {type(model).__name__}:"
+        f"{source} does not match {type(model).__name__}{part}:"
         + listing("missing keys", missing)
         + listing("unexpected keys", unexpected)
         + listing("shape mismatches", shapes)
+        + (f"\n  {hint}" if hint else "")
     )
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    check_state_dict(model, state_dict, source)
-    model.load_state_dict(state_dict, strict=True)
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint", *,
+                           within: tuple[str, ...] = (), hint: str = "") -> None:
+    """check_state_dict, then load (with `within`, only that part of the model is replaced)."""
+    check_state_dict(model, state_dict, source, within=within, hint=hint)
+    model.load_state_dict(state_dict, strict=not within)
 
 
 # ----------------------------------------------------------------------------------------------

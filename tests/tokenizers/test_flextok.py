@@ -316,30 +316,38 @@ class _SmallEncoder(torch.nn.Module):
 
 
 def test_repa_with_a_local_encoder(images, tmp_path):
+    from zoo.train.flextok import repa_encoder
+
     cfg = dataclasses.replace(ft.TINY_CONFIG, repa_encoder="custom", repa_dim=24, repa_hidden=32, repa_layer=0)
     torch.manual_seed(0)
     m = ft.FlexTok(cfg).train()
     noise = torch.randn(m.flow_noise_shape(images))
-    with pytest.raises(ValueError, match="set_repa_encoder"):
-        m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise)
-    enc = _SmallEncoder()
-    m.set_repa_encoder(enc)
-    out = m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise)
+    with pytest.raises(ValueError, match="repa_encoder='custom' needs your frozen feature encoder"):
+        repa_encoder(m)
+    assert "repa" not in m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise).losses  # no target, no term
+    enc = repa_encoder(m, _SmallEncoder())
+    with torch.no_grad():
+        target = enc(images)
+    out = m.flow_forward(images, t=torch.full((2,), 0.5), noise=noise, repa_target=target)
     assert set(out.losses) == {"repa"} and 0 < out.losses["repa"].item() < 2
     out.losses["repa"].backward()
     assert m.repa_projector[0].weight.grad is not None
     assert m.decoder.blocks[0].attn.wq.weight.grad is not None  # the aligned block and those before it learn
     assert m.decoder.blocks[1].attn.wq.weight.grad is None  # blocks after the tap get nothing from REPA
     assert m.encoder.to_latents.weight.grad is not None  # through the registers and straight-through FSQ
-    assert enc.proj.weight.grad is None and not enc.proj.weight.requires_grad  # frozen
+    assert enc.proj.weight.grad is None and not enc.proj.weight.requires_grad and not enc.training  # frozen
     keys = m.state_dict().keys()
     assert any(k.startswith("repa_projector.") for k in keys) and not any("proj.weight" == k.split("repa")[-1] for k in keys)
     assert not any(k.startswith("_repa") for k in keys)
     m.save_pretrained(tmp_path / "r")  # the projector is saved; the encoder is not
     again = zoo.load(str(tmp_path / "r"))
     assert again.cfg == cfg and torch.equal(again.repa_projector[0].weight, m.repa_projector[0].weight)
+    off = ft.FlexTok(ft.TINY_CONFIG)
     with pytest.raises(ValueError, match="REPA off"):
-        ft.FlexTok(ft.TINY_CONFIG).set_repa_encoder(enc)
+        repa_encoder(off, _SmallEncoder())
+    with pytest.raises(ValueError, match="REPA off"):
+        off.flow_forward(images, t=torch.full((2,), 0.5), noise=noise, repa_target=target)
+    assert repa_encoder(off) is None
 
 
 def test_repa_helpers():

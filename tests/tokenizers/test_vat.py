@@ -9,6 +9,7 @@ import torch
 import zoo
 from zoo import registry
 from zoo.tokenizers import vat as V
+from zoo.train.vat import continuous_forward
 
 trimesh = pytest.importorskip("trimesh")
 M = pytest.importorskip("zoo.media.mesh")
@@ -79,14 +80,12 @@ def test_forward_stages(model, points):
     m = V.VAT(V.TINY_CONFIG).train()
     q = torch.rand(2, 64, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
     occ = (q.norm(dim=-1) < 0.5).float()
-    m.set_continuous(True)
     before = m.quantizer.codebook.cluster_size.clone()
-    out = m(points, queries=q, occupancy=occ)
+    out = continuous_forward(m, points, queries=q, occupancy=occ)  # the VAE stage: the quantiser bypassed
     assert set(out.losses) == {"kl", "occupancy"} and out.recon.shape == (2, 64)
     assert torch.equal(before, m.quantizer.codebook.cluster_size)  # no quantiser statistics in stage 1
     out.losses["occupancy"].backward()
     assert m.quantizer.codebook.codebook.grad is None
-    m.set_continuous(False)
     out = m(points, queries=q, occupancy=occ)
     assert {"kl", "occupancy", "commitment", "codebook"} <= set(out.losses)
     assert out.tokens.ids.shape == (2, 63)

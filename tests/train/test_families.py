@@ -7,16 +7,22 @@ from zoo.train.families import HOOKS, TrainingHooks, families_with, hooks
 def test_hooks_name_registered_families_and_default_to_none():
     assert set(HOOKS) <= set(registry.FAMILIES)
     assert hooks("wavtokenizer") == TrainingHooks()  # a family without hooks gets an empty set
-    assert families_with("set_continuous") == ["one_d_piece", "vat"]
+    assert families_with("continuous_forward") == ["one_d_piece", "vat"]
     assert families_with("proxy_forward") == ["one_d_piece"]
+    assert families_with("repa_encoder") == ["flextok"]
 
 
 def test_hooks_reach_the_model():
+    import torch
+
+    from zoo.train import distributed as zd
+
     spec = registry.family("one_d_piece")
     model = spec.tokenizer(spec.variants[0].config)
     h = hooks(model.family)
     assert h.proxy_classes(model) == model.cfg.proxy_codebook_size
-    h.set_continuous(model, True)
-    assert model.continuous
-    h.set_continuous(model, False)
-    assert not model.continuous
+    model.train()
+    x, _ = model.example_input(1, torch.Generator().manual_seed(0))
+    out = zd.forward_with(model, h.continuous_forward)(x)  # as the programs call it: through the module's __call__
+    assert out.recon.shape == x.shape and "forward" not in vars(model)  # the class's forward is back
+    assert not any(hasattr(model, a) for a in ("continuous", "set_continuous"))  # no stage state in the model

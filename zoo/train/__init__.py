@@ -14,7 +14,10 @@ Plain PyTorch pieces that the short programs under `training/` put together:
     data          image folders, audio folders, webdataset-style tar shards; resumable sampling
     monitor       JSONL + TensorBoard metrics, tqdm progress on rank 0
     recipe        strict YAML recipes -> dataclasses; building / loading / freezing the model
-    families      training passes beyond the contract, per family name (continuous stage, proxy codes)
+    families      training passes beyond the contract, per family name (continuous stage, proxy codes, REPA)
+    one_d_piece, vat, flextok
+                  those passes, made of each model's parts (stage-1 proxy codes, the VAE stage, the REPA encoder)
+    proxy         proxy-code teachers for One-D-Piece's stage 1 (MaskGIT-VQGAN, patch k-means)
 
 Import the submodules directly (`from zoo.train import losses`); this file imports nothing heavy.
 """

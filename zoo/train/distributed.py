@@ -11,6 +11,7 @@ with parameters, then to the root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import sys
@@ -235,26 +236,26 @@ def get_logger(name: str, info: DistInfo) -> logging.Logger:
     return logger
 
 
+def forward_with(model: nn.Module, fn):
+    """A callable that runs `fn(unwrapped model, ...)` as the model's forward, for training passes other than
+    `forward` (a family's pass in zoo.train.<family>, a tokenizer's `flow_forward`). The call goes through the
+    wrapper: DDP's forward (gradient sync) and FSDP2's forward hooks (sharded parameters gathered, the root's
+    included); unwrapped, through the module's own hooks."""
+    inner = unwrap(model)
+
+    def call(*args, **kwargs):
+        inner.forward = functools.partial(fn, inner)  # an instance attribute shadows the class's forward for one call
+        try:
+            return model(*args, **kwargs)
+        finally:
+            del inner.forward
+
+    return call
+
+
 def forward_method(model: nn.Module, name: str):
-    """A callable that runs `model.<name>(...)` with the wrapper's forward hooks, for training
-    entry points other than `forward` (e.g. a tokenizer's `flow_forward`). DDP: the call goes
-    through DDP's forward; FSDP2: `register_fsdp_forward_method`; unwrapped: the method itself."""
+    """forward_with for a method of the model: `model.<name>(...)` through the wrapper's hooks."""
     inner = unwrap(model)
     if not hasattr(inner, name):
         raise AttributeError(f"{type(inner).__name__} has no method {name}().")
-    if inner is not model:  # DDP
-        method = getattr(inner, name)
-
-        def call(*args, **kwargs):
-            inner.forward = method  # instance attribute shadows the class's forward for one call
-            try:
-                return model(*args, **kwargs)
-            finally:
-                del inner.forward
-
-        return call
-    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        from torch.distributed.fsdp import register_fsdp_forward_method
-
-        register_fsdp_forward_method(model, name)
-    return getattr(model, name)
+    return forward_with(model, getattr(type(inner), name))

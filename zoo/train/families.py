@@ -1,15 +1,20 @@
 """Family-specific training passes, chosen by family name (`Tokenizer.family`), never by `hasattr`.
 
-`train_autoencoder.py` trains every family through the Tokenizer contract (`forward -> TokenizerOutput`).
-A few families have a training pass beyond it; `HOOKS` names them per family:
+The programs train every family through the Tokenizer contract (`forward -> TokenizerOutput`, or `flow_forward`).
+A few families have a training pass beyond it, written in `zoo/train/<family>.py` from the model's parts;
+`HOOKS` names them per family:
 
-    set_continuous   a stage switch that bypasses the quantiser (`Stage.continuous`): VAT's first,
-                     VAE stage; One-D-Piece's warm-up on unquantised latents
-    proxy_forward    One-D-Piece / TiTok's stage 1: forward on a teacher's proxy codes
-                     (`proxy_ids`), optionally with the teacher's decoder (`proxy_decoder`)
-    proxy_classes    how many proxy codes the model predicts (the teacher must give as many)
+    continuous_forward  (model, x, **inputs) -> TokenizerOutput with the quantiser bypassed (`Stage.continuous`):
+                        VAT's first, VAE stage; One-D-Piece's warm-up on unquantised latents
+    proxy_forward       (model, x, *, proxy_ids, proxy_decoder, render, continuous) -> TokenizerOutput:
+                        One-D-Piece / TiTok's stage 1 on a teacher's proxy codes
+    proxy_classes       model -> how many proxy codes the model predicts (the teacher must give as many)
+    repa_encoder        model -> the frozen REPA encoder whose features `flow_forward(repa_target=)` aligns to
+                        (None when the model's config has REPA off): FlexTok
 
-A family not in `HOOKS` has none of them; asking for one is an error that names the families that have it.
+`model` is the unwrapped tokenizer; the programs call the passes through `zoo.train.distributed.forward_with`,
+so that DDP and FSDP2 see them as the model's forward. A family not in `HOOKS` has none of them; asking for one
+is an error that names the families that have it.
 """
 
 from __future__ import annotations
@@ -17,29 +22,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from torch import Tensor, nn
+from torch import nn
+
+from zoo.train import flextok, one_d_piece, vat
 
 
 @dataclass(frozen=True)
 class TrainingHooks:
-    set_continuous: Callable[[nn.Module, bool], None] | None = None  # (unwrapped model, flag)
-    # (model, possibly DDP-wrapped; x; proxy_ids or None; teacher decoder or None; render) -> TokenizerOutput
+    continuous_forward: Callable[..., object] | None = None
     proxy_forward: Callable[..., object] | None = None
-    proxy_classes: Callable[[nn.Module], int] | None = None  # unwrapped model -> number of proxy codes
-
-
-def _set_continuous(model: nn.Module, flag: bool) -> None:
-    model.set_continuous(flag)
-
-
-def _one_d_piece_proxy_forward(model, x: Tensor, proxy_ids: Tensor | None, proxy_decoder, render: bool):
-    return model(x, proxy_ids=proxy_ids, proxy_decoder=proxy_decoder, render=render)
+    proxy_classes: Callable[[nn.Module], int] | None = None
+    repa_encoder: Callable[[nn.Module], nn.Module | None] | None = None
 
 
 HOOKS: dict[str, TrainingHooks] = {
-    "vat": TrainingHooks(set_continuous=_set_continuous),
-    "one_d_piece": TrainingHooks(set_continuous=_set_continuous, proxy_forward=_one_d_piece_proxy_forward,
+    "vat": TrainingHooks(continuous_forward=vat.continuous_forward),
+    "one_d_piece": TrainingHooks(continuous_forward=one_d_piece.continuous_forward,
+                                 proxy_forward=one_d_piece.training_forward,
                                  proxy_classes=lambda model: model.cfg.proxy_codebook_size),
+    "flextok": TrainingHooks(repa_encoder=flextok.repa_encoder),
 }
 
 

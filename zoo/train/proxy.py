@@ -29,7 +29,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from zoo.blocks.maskgit_vqgan import VQGANEncoder
+from zoo.hub import check_state_dict
 from zoo.quantizers.vq import kmeans, nearest_codes
+from zoo.tokenizers.one_d_piece.convert import (MASKGIT_VQGAN_ACCEPTED, maskgit_vqgan_teacher_sizes,
+                                                maskgit_vqgan_teacher_state)
 
 __all__ = ["MaskGITVQGANTeacher", "PatchKMeansTeacher", "fit_patch_kmeans", "load_teacher"]
 
@@ -128,12 +131,6 @@ def fit_patch_kmeans(images: Tensor, patch_size: int, num_codes: int, iters: int
 # ----------------------------------------------------------------------------------------------
 # MaskGIT-VQGAN (the official teacher)
 # ----------------------------------------------------------------------------------------------
-# Keys of the official file that the teacher does not use: the VQGAN decoder (proxy codes need only
-# the encoder and the codebook). Any other key that is not the encoder's or the codebook's is an error.
-MASKGIT_VQGAN_IGNORED_PREFIXES = ("decoder.",)
-_CODEBOOK_KEY = "quantize.embedding.weight"  # official name; ours is `codebook`
-
-
 class MaskGITVQGANTeacher(nn.Module):
     """Proxy codes = nearest code (squared Euclidean, as upstream's quantizer) of the MaskGIT-VQGAN
     encoder's output at each position. Defaults = the released `maskgit-vqgan-imagenet-f16-256`:
@@ -176,53 +173,16 @@ class MaskGITVQGANTeacher(nn.Module):
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Tensor], source: str = "the state dict") -> "MaskGITVQGANTeacher":
-        """Official keys (`encoder.*`, `quantize.embedding.weight`; `decoder.*` ignored) -> a teacher whose
-        sizes are read from the shapes. Strict: a missing, unexpected or mis-shaped key is a ValueError that
-        names it. Built on the meta device and filled by assignment (no random init, no copy; meta tensors in,
-        a meta teacher out, which is how the released layout is checked without the file)."""
-        sd = {k: v for k, v in state_dict.items() if not k.startswith(MASKGIT_VQGAN_IGNORED_PREFIXES)}
-        sizes = _maskgit_vqgan_sizes(sd, source)
+        """The official file's keys (`encoder.*`, `quantize.embedding.weight`; `decoder.*` ignored; renamed by
+        zoo.tokenizers.one_d_piece.convert) -> a teacher whose sizes are read from the shapes. Strict: a missing,
+        unexpected or mis-shaped key is a ValueError that names it. Built on the meta device and filled by
+        assignment (no random init, no copy; meta tensors in, a meta teacher out, which is how the released
+        layout is checked without the file)."""
+        sizes = maskgit_vqgan_teacher_sizes(state_dict, source)
         with torch.device("meta"):
             teacher = cls(**sizes)
-        expected = {k: v.shape for k, v in teacher.state_dict().items()}
-        ours = {("codebook" if k == _CODEBOOK_KEY else k): v for k, v in sd.items()}
-        official = {"codebook": _CODEBOOK_KEY}
-        missing = [official.get(k, k) for k in expected if k not in ours]
-        unexpected = [k for k in sd if ("codebook" if k == _CODEBOOK_KEY else k) not in expected]
-        wrong = [f"{official.get(k, k)} {list(ours[k].shape)} (expected {list(shape)})"
-                 for k, shape in expected.items() if k in ours and ours[k].shape != shape]
-        if missing or unexpected or wrong:
-            parts = [f"{label} {_few(keys)}" for label, keys in
-                     (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if keys]
-            raise ValueError(f"{source} is not a MaskGIT-VQGAN teacher of the layout its shapes imply {sizes}: "
-                             + "; ".join(parts) + ". Accepted: the encoder.* and quantize.embedding.weight keys of "
-                             f"upstream's PretrainedTokenizer; keys under {list(MASKGIT_VQGAN_IGNORED_PREFIXES)} are ignored.")
+        ours = maskgit_vqgan_teacher_state(state_dict)
+        check_state_dict(teacher, ours, source=f"{source} (a MaskGIT-VQGAN teacher; the sizes its shapes imply: {sizes})",
+                         hint=MASKGIT_VQGAN_ACCEPTED)
         teacher.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
         return teacher.requires_grad_(False).eval()
-
-
-def _few(keys: list[str], n: int = 8) -> str:
-    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-
-def _maskgit_vqgan_sizes(sd: Mapping[str, Tensor], source: str) -> dict:
-    """The constructor arguments of MaskGITVQGANTeacher, read from the official keys' shapes."""
-    needed = ["encoder.conv_in.weight", "encoder.conv_out.weight", _CODEBOOK_KEY, "encoder.down.0.block.0.conv1.weight"]
-    absent = [k for k in needed if k not in sd]
-    if absent:
-        raise ValueError(f"{source} holds no MaskGIT-VQGAN encoder and codebook: missing {', '.join(absent)}. "
-                         "Expected the official maskgit-vqgan-imagenet-f16-256.bin (fun-research/TiTok) or the same keys.")
-    channels = sd["encoder.conv_in.weight"].shape[0]
-    levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.down."))
-    blocks = 1 + max(int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block."))
-    mult = []
-    for i in range(levels):
-        w = sd.get(f"encoder.down.{i}.block.0.conv1.weight")
-        if w is None or w.shape[0] % channels:
-            raise ValueError(f"{source}: level {i} of the MaskGIT-VQGAN encoder has no block 0 conv1 whose width is a "
-                             f"multiple of conv_in's {channels} channels (encoder.down.{i}.block.0.conv1.weight: "
-                             f"{None if w is None else list(w.shape)}).")
-        mult.append(w.shape[0] // channels)
-    codebook = sd[_CODEBOOK_KEY]
-    return dict(channels=channels, channel_mult=tuple(mult), num_res_blocks=blocks,
-                z_channels=sd["encoder.conv_out.weight"].shape[0], num_codes=codebook.shape[0])

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_target_psnr, config_to_dict, fewest_tokens,
                      inference, prepare_images)
-from zoo.blocks.repa import FrozenFeatureEncoder, ReprProjector, align_to_grid, repa_loss
+from zoo.blocks.repa import ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.embeddings import sincos_2d, timestep_embedding
 from zoo.blocks.norm import LayerNorm
 from zoo.blocks.transformer import AdaLNTransformerBlock, TransformerBlock, modulate
@@ -95,7 +95,7 @@ class FlexTokConfig:
     # training only (inference ignores them)
     nested_dropout_mode: str = "pow2"  # kept prefix k drawn from {1, 2, 4, ..., R} (paper); "uniform": U{1..R}
     cond_dropout_prob: float = 0.2  # CFG: chance that a sample's registers all become the null condition
-    repa_encoder: str = ""  # REPA target: "" off, a timm model name, or "custom" (FlexTok.set_repa_encoder)
+    repa_encoder: str = ""  # REPA target: "" off, a timm model name, or "custom" (a module given to zoo.train.flextok)
     repa_dim: int = 0  # width of the REPA encoder's features (the projector's output); 0 when off
     repa_layer: int = 1  # decoder block whose patch features are aligned (0-based; FlexTok: after block 1)
     repa_weight: float = 1.0  # times the REPA loss (1 - cosine similarity)
@@ -301,9 +301,9 @@ class FlexTok(Tokenizer):
         self.encoder = FlexTokEncoder(cfg)
         self.quantizer = FSQ(cfg.fsq_levels)
         self.decoder = FlexTokDecoder(cfg)
-        # REPA (training only): projector from decoder patch features to the frozen encoder's width.
+        # REPA (training only): projector from decoder patch features to the frozen encoder's width. The frozen
+        # encoder itself belongs to the training program (zoo.train.flextok): never saved, trained or averaged.
         self.repa_projector = ReprProjector(cfg.dec_dim, cfg.repa_hidden, cfg.repa_dim) if cfg.repa_encoder else None
-        self._repa_encoder: list[nn.Module] = []  # held outside the module tree: not saved, not trained, not in EMA
 
     def config_dict(self) -> dict[str, Any]:
         return config_to_dict(dataclasses.replace(self.cfg, vae_init=""))  # the saved weights hold the VAE
@@ -491,36 +491,13 @@ class FlexTok(Tokenizer):
         return torch.cat([torch.randn((1, c, h // f, w // f), generator=generator) for _ in range(b)]).to(self.device)
 
     # -- training ---------------------------------------------------------------------------------
-    def set_repa_encoder(self, encoder: nn.Module | None) -> None:
-        """Plug in the frozen REPA feature encoder: images [B, 3, H, W] in [0, 1] -> features [B, N, repa_dim]
-        (N a square) or [B, repa_dim, h, w]. Needed when cfg.repa_encoder == "custom"; for a timm name the
-        encoder is built on first use. It is kept out of the module tree (never saved or trained)."""
-        if encoder is not None and not self.cfg.repa_encoder:
-            raise ValueError("This FlexTok has REPA off (config repa_encoder is empty); build it with repa_encoder and repa_dim set.")
-        if encoder is not None:
-            encoder.requires_grad_(False).eval()
-        self._repa_encoder[:] = [] if encoder is None else [encoder]
-
-    def repa_features(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] in [0, 1] -> frozen encoder features (the REPA target)."""
-        if not self._repa_encoder:
-            if self.cfg.repa_encoder == "custom":
-                raise ValueError("FlexTok config repa_encoder='custom' needs FlexTok.set_repa_encoder(module) before training.")
-            self._repa_encoder.append(FrozenFeatureEncoder(self.cfg.repa_encoder, self.cfg.repa_image_size, self.cfg.repa_pretrained))
-        enc = self._repa_encoder[0]
-        ref = next(enc.parameters(), None)
-        if ref is not None and ref.device != images.device:
-            enc.to(images.device)
-        with torch.no_grad():
-            return enc(images)
-
     def flow_noise_shape(self, x: Tensor) -> tuple[int, ...]:
         """The shape of the flow's noise for images x [B, 3, H, W]: the latent [B, C, H/f, W/f]."""
         f = self.cfg.vae_factor
         return (x.shape[0], self.cfg.latent_channels, x.shape[-2] // f, x.shape[-1] // f)
 
     def flow_forward(self, x: Tensor, *, t: Tensor, noise: Tensor, keep: Tensor | int | None = None,
-                     generator: torch.Generator | None = None) -> FlowOutput:
+                     generator: torch.Generator | None = None, repa_target: Tensor | None = None) -> FlowOutput:
         """Training pass for train_flow_decoder.py (zoo.api.FlowOutput agreement).
 
         x [B, 3, H, W] in [0, 1]; t [B] in (0, 1); noise eps [B, C, H/f, W/f] (see flow_noise_shape).
@@ -528,10 +505,15 @@ class FlexTok(Tokenizer):
         cfg.nested_dropout_mode), condition dropout replaces all registers by the null condition with
         probability cfg.cond_dropout_prob, x_t = t eps + (1 - t) x0, velocity target eps - x0 (upstream's
         convention: t = 1 is noise). keep ([B] or an int) fixes the kept prefix lengths instead of drawing them.
-        Condition dropout acts in train mode only. With REPA on, losses["repa"] = repa_weight * (1 - cos) between the
-        projected decoder patch features after block repa_layer and the frozen encoder's features.
+        Condition dropout acts in train mode only. repa_target: the frozen REPA encoder's features of x, [B, N, repa_dim]
+        (N a square) or [B, repa_dim, h, w] (zoo.train.flextok.repa_encoder); with REPA on, losses["repa"] =
+        repa_weight * (1 - cos) between them and the projected decoder patch features after block repa_layer; without
+        it, no REPA term.
         """
         x = self._check_images(x)
+        if repa_target is not None and self.repa_projector is None:
+            raise ValueError("This FlexTok has REPA off (config repa_encoder is empty), so it takes no repa_target; "
+                             "build it with repa_encoder and repa_dim set.")
         with torch.no_grad():
             x0 = self.vae_encode(x.to(self.device) * 2 - 1, generator)  # [B, C, h, w]
         if tuple(noise.shape) != tuple(x0.shape):
@@ -552,13 +534,13 @@ class FlexTok(Tokenizer):
         eps = noise.to(x0.device, x0.dtype)
         tb = t.to(x0.dtype)[:, None, None, None]
         x_t = tb * eps + (1 - tb) * x0
-        repa_on = self.repa_projector is not None
+        repa_on = self.repa_projector is not None and repa_target is not None
         out = self.decoder(x_t, t, regs, return_repa=self.cfg.repa_layer if repa_on else None)
         v, feats = out if repa_on else (out, None)
         losses = dict(q.losses)
         if repa_on:
             h, w = x_t.shape[-2] // self.cfg.patch_size, x_t.shape[-1] // self.cfg.patch_size
-            target = align_to_grid(self.repa_features(x.to(self.device)), h, w)  # [B, h*w, repa_dim]
+            target = align_to_grid(repa_target.to(v.device), h, w)  # [B, h*w, repa_dim]
             losses["repa"] = self.cfg.repa_weight * repa_loss(self.repa_projector(feats), target)
         tokens = Tokens(ids=q.ids.detach(), layout="1d", lengths=keep.cpu(), meta=self.token_meta(image_size=list(x.shape[-2:])))
         return FlowOutput(velocity=v, target=eps - x0, tokens=tokens, losses=losses, metrics=dict(q.metrics))

@@ -227,3 +227,56 @@ def _fill_from_state_dict(fields: dict[str, Any], sd: Mapping[str, Tensor]) -> N
         fields["pixel_channel_mult"] = tuple(mult)
         fields.setdefault("pixel_channels", out[0])
         fields.setdefault("pixel_num_res_blocks", _count_blocks(sd, "pixel_decoder.mid"))
+
+
+# ----------------------------------------------------------------------------------------------
+# the MaskGIT-VQGAN proxy teacher: `maskgit-vqgan-imagenet-f16-256.bin` (hub repo fun-research/TiTok)
+# ----------------------------------------------------------------------------------------------
+# Upstream's PretrainedTokenizer: `encoder.*` (the VQGAN encoder; zoo.blocks.maskgit_vqgan keeps the names),
+# `quantize.embedding.weight` (the 1024 x 256 codebook) and `decoder.*` (the pixel decoder, our PixelDecoder).
+MASKGIT_VQGAN_CODEBOOK = "quantize.embedding.weight"
+MASKGIT_VQGAN_IGNORED_PREFIXES = ("decoder.",)  # proxy codes need only the encoder and the codebook
+MASKGIT_VQGAN_ACCEPTED = ("Accepted: upstream PretrainedTokenizer's encoder.* and quantize.embedding.weight (here "
+                          f"`codebook`); keys under {list(MASKGIT_VQGAN_IGNORED_PREFIXES)} are ignored.")
+
+
+def maskgit_vqgan_teacher_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The teacher file -> the keys of zoo.train.proxy.MaskGITVQGANTeacher: `quantize.embedding.weight` ->
+    `codebook`, `encoder.*` as is, `decoder.*` dropped; any other key passes through, so the strict check names it."""
+    return {("codebook" if k == MASKGIT_VQGAN_CODEBOOK else k): v for k, v in state_dict.items()
+            if not k.startswith(MASKGIT_VQGAN_IGNORED_PREFIXES)}
+
+
+def maskgit_vqgan_teacher_sizes(sd: Mapping[str, Tensor], source: str = "the teacher") -> dict[str, Any]:
+    """The teacher's constructor arguments (channels, channel_mult, num_res_blocks, z_channels, num_codes), read
+    from the teacher file's shapes."""
+    needed = ["encoder.conv_in.weight", "encoder.conv_out.weight", MASKGIT_VQGAN_CODEBOOK,
+              "encoder.down.0.block.0.conv1.weight"]
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        raise ValueError(f"{source} holds no MaskGIT-VQGAN encoder and codebook: missing {', '.join(absent)}. "
+                         "Expected the official maskgit-vqgan-imagenet-f16-256.bin (fun-research/TiTok) or the same keys.")
+    channels = sd["encoder.conv_in.weight"].shape[0]
+    levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.down."))
+    blocks = 1 + max(int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block."))
+    mult = []
+    for i in range(levels):
+        w = sd.get(f"encoder.down.{i}.block.0.conv1.weight")
+        if w is None or w.shape[0] % channels:
+            raise ValueError(f"{source}: level {i} of the MaskGIT-VQGAN encoder has no block 0 conv1 whose width is a "
+                             f"multiple of conv_in's {channels} channels (encoder.down.{i}.block.0.conv1.weight: "
+                             f"{None if w is None else list(w.shape)}).")
+        mult.append(w.shape[0] // channels)
+    return dict(channels=channels, channel_mult=tuple(mult), num_res_blocks=blocks,
+                z_channels=sd["encoder.conv_out.weight"].shape[0], num_codes=sd[MASKGIT_VQGAN_CODEBOOK].shape[0])
+
+
+def maskgit_vqgan_stage2_state(state_dict: Mapping[str, Tensor], source: str = "the teacher") -> dict[str, Tensor]:
+    """The teacher file's codebook and decoder as One-D-Piece's `proxy_codebook` and `pixel_decoder.*`: stage 2's
+    start. Upstream's stage 2 adds the file's `quantize.*` / `decoder.*` keys under `pixel_quantize.*` /
+    `pixel_decoder.*` (its `encoder.*` is left out); remap_state_dict then renames them as in a released checkpoint."""
+    official = {"pixel_" + k: v for k, v in state_dict.items() if k.startswith(("quantize.", "decoder."))}
+    if not any(k.startswith("pixel_decoder.") for k in official):
+        raise ValueError(f"{source} has no decoder.* keys: stage 2 starts its pixel decoder from the MaskGIT-VQGAN "
+                         "decoder (a patch k-means stand-in teacher has none).")
+    return remap_state_dict(official)

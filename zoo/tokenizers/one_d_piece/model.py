@@ -22,10 +22,7 @@ Training drops a random tail of the tokens once per batch ("Tail Token Drop"), s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -231,7 +228,6 @@ class OneDPiece(Tokenizer):
         self.proxy_codebook = nn.Parameter(torch.randn(cfg.proxy_codebook_size, cfg.proxy_dim))
         self.pixel_decoder = PixelDecoder(cfg.proxy_dim, cfg.pixel_channels, cfg.pixel_channel_mult,
                                           cfg.pixel_num_res_blocks, norm_groups=cfg.pixel_norm_groups)
-        self.continuous = False  # training stage switch (set_continuous); not part of the weights
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -259,12 +255,6 @@ class OneDPiece(Tokenizer):
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
         return torch.rand(batch_size, 3, s, s, generator=generator), {}
-
-    def set_continuous(self, flag: bool) -> None:
-        """Stage switch for training: True lets the decoder read the unquantised (l2-normalised) latents
-        while the quantizer still runs on them (usage statistics, dead-code restarts, its losses), a
-        warm-up that seeds the codebook with real latents before the tokens become discrete."""
-        self.continuous = bool(flag)
 
     # -- the stages (tensors in, tensors out; no input checks) -------------------------------------
     def encode_latent(self, x: Tensor) -> Tensor:
@@ -353,43 +343,24 @@ class OneDPiece(Tokenizer):
             image = self._decode_ids(ids, lengths)
         return image.clamp(0, 1) if clamp else image
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None, proxy_ids: Tensor | None = None,
-                proxy_decoder: Callable[[Tensor], Tensor] | None = None, render: bool = True) -> TokenizerOutput:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
         """Training / evaluation pass: x [B, 3, S, S] in [0, 1] -> recon (unclamped), tokens, losses.
 
         In training mode, Tail Token Drop keeps the first `k ~ U{1..N}` latents (one draw per batch,
         as upstream; from `generator` when given) before decoding; `metrics["num_tokens"]` records k.
-        proxy_ids: [B, g, g] codes of a proxy teacher (stage 1 of the TiTok recipe): adds
-        `losses["proxy"]`, the cross-entropy of the decoder's proxy logits against them, and
-        `losses["proxy_render"]`, the L2 between x and the pixel decoder's rendering of the teacher's codes
-        themselves (it trains only the proxy codebook and the pixel decoder: a teacher decoder for a teacher
-        that has none; the training program weights each term by its stage weight).
-        proxy_decoder: the teacher's own decoder, proxy-code probabilities [B, K_proxy, g, g] -> images (e.g.
-        `PatchKMeansTeacher.decode`): adds `losses["proxy_decode"]`, the L2 between x and that decoder applied to
-        the softmax of this model's proxy logits (a pixel-space signal for the encoder and decoder whose logits
-        keep the teacher's meaning; it needs no proxy_ids).
-        render: False skips the pixel decoder on the predicted logits (`recon` is None): a proxy-code stage
-        that weights no pixel loss does not pay for it (upstream's stage-1 model has no pixel decoder).
+        The stage-1 passes (proxy codes, continuous warm-up) are zoo.train.one_d_piece's, made of the same parts.
         """
-        z = self.encode_latent(x)
-        zq, ids, losses = self.quantize(z)
-        if self.continuous and self.training:  # warm-up stage: the decoder reads the latents unquantised
-            zq = F.normalize(z, dim=-1) if self.cfg.use_l2_norm else z
+        zq, ids, losses = self.quantize(self.encode_latent(x))
         zq = self.tail_drop(zq, generator=generator).x  # identity in eval mode
         logits = self.decode_logits(zq)  # [B, K_proxy, g, g]
-        if proxy_ids is not None:
-            if proxy_ids.shape != (logits.shape[0], *logits.shape[2:]):
-                raise ValueError(f"proxy_ids must be [B, g, g] = {[logits.shape[0], *logits.shape[2:]]} (one proxy "
-                                 f"code per decoder position); got {list(proxy_ids.shape)}.")
-            taught = self.pixel_decoder(rearrange(self.proxy_codebook[proxy_ids], "b h w c -> b c h w"))
-            losses = {**losses, "proxy": F.cross_entropy(logits.float(), proxy_ids),
-                      "proxy_render": F.mse_loss(taught.float(), x.float())}
-        if proxy_decoder is not None:
-            losses = {**losses, "proxy_decode": F.mse_loss(proxy_decoder(logits.float().softmax(dim=1)), x.float())}
-        recon = self.render(logits) if render else None
+        return self.forward_output(x, ids, zq.shape[1], losses, self.render(logits))
+
+    def forward_output(self, x: Tensor, ids: Tensor, num_tokens: int, losses: dict[str, Tensor],
+                       recon: Tensor | None) -> TokenizerOutput:
+        """What forward returns (also for the training passes): ids [B, N] of images x, `num_tokens` decoded."""
         tokens = Tokens(ids=ids.detach(), layout="1d", meta=self.token_meta(image_size=list(x.shape[-2:])))
         return TokenizerOutput(recon=recon, tokens=tokens, losses=losses,
-                               metrics={"num_tokens": torch.tensor(float(zq.shape[1]))})
+                               metrics={"num_tokens": torch.tensor(float(num_tokens))})
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_num_tokens(self, k: int | None) -> int:

@@ -18,8 +18,8 @@ Pipeline (as the paper describes it):
       keep the triplane positions                                                 [B, 3 r^2, W']
   CNN upsampling -> triplane [B, 3, C_p, R, R]; query points -> bilinear features (sum of the three
       planes) -> MLP -> occupancy logit; marching cubes on a grid gives the mesh.
-Training has two stages (paper): a continuous VAE first (`set_continuous(True)`: no quantiser), then
-fine-tuning with the quantiser. Losses: occupancy BCE + kl_weight * KL + the quantiser's commitment
+Training has two stages (paper): a continuous VAE first (no quantiser: zoo.train.vat's pass, made of this
+model's parts), then fine-tuning with the quantiser (forward). Losses: occupancy BCE + kl_weight * KL + the quantiser's commitment
 and codebook terms. At inference the posterior mean is quantised (deterministic tokens).
 """
 
@@ -161,7 +161,6 @@ class VAT(Tokenizer):
             commitment_weight=cfg.commitment_weight, codebook_weight=cfg.codebook_weight,
         )
         self.decoder = VATDecoder(cfg)
-        self.continuous = False  # training stage 1 (plain VAE): the decoder sees z, not its quantisation
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -186,10 +185,6 @@ class VAT(Tokenizer):
 
         n = sum(self.cfg.scales[: num_scales or len(self.cfg.scales)])
         return n * math.log2(self.cfg.codebook_size) / 8
-
-    def set_continuous(self, flag: bool) -> None:
-        """Stage switch for training: True bypasses the quantiser (the paper's first, VAE stage)."""
-        self.continuous = bool(flag)
 
     # -- input ---------------------------------------------------------------------------------
     def prepare_points(self, x, seed: int = 0) -> Tensor:
@@ -230,16 +225,6 @@ class VAT(Tokenizer):
         return x.float()
 
     # -- pieces --------------------------------------------------------------------------------
-    def _quantize_eval(self, z: Tensor):
-        """Quantise without touching training state (no codebook statistics, no gradients)."""
-        was = self.quantizer.training
-        self.quantizer.eval()
-        try:
-            with torch.no_grad():
-                return self.quantizer(z)
-        finally:
-            self.quantizer.train(was)
-
     def _check_scales(self, tokens: Tokens) -> None:
         sizes = tokens.meta.get("scale_sizes")
         sizes = list(sizes) if sizes is not None else self.quantizer.scale_sizes[: self.quantizer.scales_in(tokens.ids)]
@@ -328,6 +313,13 @@ class VAT(Tokenizer):
                 generator: torch.Generator | None = None) -> TokenizerOutput:
         """Training pass. x: points [B, N, C]; queries [B, Q, 3] (default: a 16^3 grid); occupancy
         [B, Q] in {0, 1} (labels: adds the BCE loss). recon: occupancy logits [B, Q]."""
+        points, queries = self.training_inputs(x, queries, occupancy)
+        post = self.bottleneck(self.encoder(points), generator=generator)
+        q = self.quantizer(post.sample)
+        return self.occupancy_output(q.quantized, q, queries, occupancy, {"kl": self.cfg.kl_weight * post.kl, **q.losses})
+
+    def training_inputs(self, x: Tensor, queries: Tensor | None, occupancy: Tensor | None) -> tuple[Tensor, Tensor]:
+        """forward's inputs checked: -> (points [B, N, C], queries [B, Q, 3])."""
         points = self.prepare_points(x)
         if occupancy is not None and queries is None:
             raise ValueError("VAT.forward got occupancy labels without their query points (queries=[B, Q, 3]).")
@@ -337,14 +329,12 @@ class VAT(Tokenizer):
             queries = grid_points(16).to(points.device).expand(points.shape[0], -1, -1)
         if queries.dim() != 3 or queries.shape[0] != points.shape[0] or queries.shape[-1] != 3:
             raise ValueError(f"queries must be [B={points.shape[0]}, Q, 3]; got shape {list(queries.shape)}.")
-        post = self.bottleneck(self.encoder(points), generator=generator)
-        losses = {"kl": self.cfg.kl_weight * post.kl}
-        if self.continuous:
-            z, q = post.sample, self._quantize_eval(post.sample.detach())
-        else:
-            q = self.quantizer(post.sample)
-            z = q.quantized
-            losses.update(q.losses)
+        return points, queries
+
+    def occupancy_output(self, z: Tensor, q, queries: Tensor, occupancy: Tensor | None,
+                         losses: dict[str, Tensor]) -> TokenizerOutput:
+        """The decoder on latents z [B, L, C] at queries [B, Q, 3] -> TokenizerOutput (recon: logits [B, Q]); q is
+        the quantiser's output (tokens, metrics); with occupancy labels [B, Q], adds the BCE loss to `losses`."""
         logits = self.occupancy_logits(self.decoder.triplane(z), queries)  # [B, Q]
         metrics = dict(q.metrics)
         if occupancy is not None:

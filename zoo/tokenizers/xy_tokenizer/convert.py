@@ -70,6 +70,27 @@ def remap_state_dict(state_dict: Mapping[str, Tensor], cfg: XYTokenizerConfig) -
     return out
 
 
+# Whisper (transformers layout: WhisperForConditionalGeneration, or a bare WhisperModel), whose encoder starts
+# XY-Tokenizer's semantic (and acoustic) encoder: our encoders keep Whisper's layout, so the copy is a rename.
+WHISPER_ENCODER_PREFIXES = ("model.encoder.", "encoder.")
+
+
+def whisper_encoder_state(state_dict: Mapping[str, Tensor], part: str = "semantic_encoder") -> dict[str, Tensor]:
+    """A Whisper checkpoint -> its encoder's weights under `<part>.` (our names): `model.encoder.X` (or `encoder.X`)
+    -> `<part>.X`, `embed_positions.weight` -> `positional_embedding` (the same sinusoid table); the decoder's keys
+    are not used."""
+    for prefix in WHISPER_ENCODER_PREFIXES:
+        enc = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if enc:
+            break
+    else:
+        raise ValueError(f"No Whisper encoder weights: no key starts with {WHISPER_ENCODER_PREFIXES} "
+                         f"(first keys: {sorted(state_dict)[:3]}). Pass a transformers-layout Whisper checkpoint.")
+    if "embed_positions.weight" in enc:
+        enc["positional_embedding"] = enc.pop("embed_positions.weight")
+    return {f"{part}.{k}": v for k, v in enc.items()}
+
+
 def _layers(sd: Mapping[str, Tensor], prefix: str) -> int:
     idx = {int(m.group(1)) for k in sd for m in [re.match(re.escape(prefix) + r"layers\.(\d+)\.", k)] if m}
     return max(idx) + 1 if idx else 0
