@@ -44,7 +44,12 @@ OFFICIAL_PEAK_GFLOPS = 185.0
 # What the official run did, where our defaults differ: audio seconds, decode options.
 SECONDS = {"xy-tokenizer-16k": 30.0}
 DECODE_KWARGS = {"flextok-d12-d12-in1k": {"steps": 25, "guidance_scale": 7.5, "apg": True}}
-LATENT_INPUT = {"selftok-512-renderer"}  # the official Selftok run starts from SD3 latents (its VAE is not part of it)
+LATENT_INPUT = {"selftok-512-renderer"}
+SETTING = {  # what a row measures, where the default ("10 s clip", "HxW images") does not say it
+    "xy-tokenizer-16k": "30 s clip",
+    "flextok-d12-d12-in1k": "256x256 images; decode 25 steps, CFG 7.5 + APG",
+    "selftok-512-renderer": "encode from a 16x32x32 SD3 latent; decode with the one-step renderer",
+}  # the official Selftok run starts from SD3 latents (its VAE is not part of it)
 
 
 def encode_decode(tok, batch: int):
@@ -83,6 +88,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per precision before the timed rounds")
+    p.add_argument("--write", action="store_true",
+                   help="record the rows that have official times in models/<family>/throughput.json (zoo cards shows them)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     peaks = [timing.matmul_peak("cpu"), timing.matmul_peak("cpu", torch.bfloat16)]
@@ -128,7 +135,34 @@ def main() -> int:
         else:
             cols = f"{'-':>16} {'-':>16} {'-':>10} {'-':>10}"
         print(f"{name:<26} {b:>5} {prec:<5} {enc:>8.3f} {dec:>8.3f} {cols}")
+    if args.write:
+        write_rows([r for r in rows if r[5]], peak, " ".join(["python benchmarks/bench_precision.py", *sys.argv[1:]]))
     return 0
+
+
+def write_rows(rows, peak: float, command: str) -> None:
+    """Merge rows into models/<family>/throughput.json, replacing earlier rows of the same name, batch and precision."""
+    import datetime
+    import json
+
+    from zoo import registry
+    from zoo.io import atomic_write_text
+
+    date = datetime.date.today().isoformat()
+    for name, b, prec, enc, dec, off in rows:
+        spec, variant = registry.lookup(name)
+        side = getattr(variant.config, "image_size", None)
+        default = "10 s clip" if spec.tokenizer.modality == "audio" else f"{side}x{side} images"
+        setting = SETTING.get(name, default)
+        path = Path(__file__).resolve().parents[1] / "models" / spec.name / "throughput.json"
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        kept = [r for r in data.get(name, []) if (r["batch"], r["precision"]) != (b, prec)]
+        kept.append({"batch": b, "precision": prec, "encode_s": round(enc, 4), "decode_s": round(dec, 4),
+                     "official_encode_s": off[0], "official_decode_s": off[1], "matmul_gflops": round(peak, 1),
+                     "setting": setting, "date": date, "command": command})
+        data[name] = kept
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """MODEL_CARDS.md: one section per catalogue name, generated from the registry (`zoo cards`).
 
-Measured numbers come from `metrics.json` beside an embedded model (written by the program that
-measured them, with its command), never typed in by hand.
+Measured numbers come from `metrics.json` beside an embedded model and from a family's
+`throughput.json` (written by the program that measured them, with its command), never typed in by hand.
 """
 
 from __future__ import annotations
@@ -27,6 +27,27 @@ def measured_metrics(variant: registry.Variant) -> dict | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text())
+
+
+def measured_throughput(spec: registry.FamilySpec, variant: registry.Variant) -> list[dict]:
+    """Rows of `models/<family>/throughput.json` for this name: our times and the official code's on the
+    same weights (written by `benchmarks/bench_precision.py --write`)."""
+    path = shelf_dir() / spec.name / "throughput.json"
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text()).get(variant.name, [])
+
+
+def _throughput_lines(rows: list[dict]) -> list[str]:
+    lines = ["", "Throughput against the official implementation on the same (random) weights, CPU, 2 threads "
+             "(items/s, ours / official's fp32):", "", "| batch | precision | encode | decode | input | measured |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["batch"], r["precision"] != "fp32", r["precision"])):
+        enc, dec = r["official_encode_s"] / r["encode_s"], r["official_decode_s"] / r["decode_s"]
+        lines.append(f"| {r['batch']} | {r['precision']} | {enc:.2f}x | {dec:.2f}x | {r['setting']} | {r['date']}, fp32 matmul "
+                     f"{r['matmul_gflops']:.0f} GFLOP/s (official run: 185) |")
+    commands = sorted({r["command"] for r in rows})
+    return lines + ["", "Measured with " + "; ".join(f"`{c}`" for c in commands) + "."]
 
 
 def render_section(spec: registry.FamilySpec, v: registry.Variant) -> str:
@@ -69,6 +90,9 @@ def render_section(spec: registry.FamilySpec, v: registry.Variant) -> str:
             lines.append(f"| {k} | {val} |")
         if m.get("command"):
             lines += ["", f"Measured with `{m['command']}`."]
+    rows = measured_throughput(spec, v)
+    if rows:
+        lines += _throughput_lines(rows)
     lines.append("")
     return "\n".join(lines)
 
