@@ -1,6 +1,7 @@
 """Which way things depend (DESIGN.md): zoo never imports zoo.train, training/, recipes/ or models/;
 zoo.blocks imports nothing above it; blocks, quantizers and tokenizers
-nothing from media, pipelines, metrics or the training kit; `import zoo` is light and fast."""
+nothing from media, pipelines, metrics or the training kit; zoo's modules import each other in one
+order, with no circle; `import zoo` is light and fast."""
 
 import ast
 import subprocess
@@ -63,6 +64,77 @@ def test_io_and_geometry_sit_below_everything():
     bad = [f"{name} imports {mod}" for name in ("io.py", "geometry.py")
            for mod, _ in _imports(ZOO / name) if mod.startswith("zoo")]
     assert not bad, bad
+
+
+# zoo's modules from the bottom up: each imports only from the layers below its own (imports inside
+# functions count; those under `if TYPE_CHECKING:` are annotations and never run). hub sits below api
+# because Tokenizer.save_pretrained / from_pretrained / push_to_hub call it, and it finds the families
+# through the registry at run time.
+LAYERS = (
+    ("zoo.io", "zoo.runtime", "zoo.geometry", "zoo.signal", "zoo.samplers", "zoo.streaming"),
+    ("zoo.registry",),
+    ("zoo.hub",),
+    ("zoo.api",),
+    ("zoo.blocks",),
+    ("zoo.quantizers",),
+    ("zoo.tokenizers", "zoo.lm"),
+    ("zoo.media", "zoo.cards"),
+    ("zoo.metrics",),
+    ("zoo.pipelines",),
+    ("zoo.train",),
+    ("zoo.cli",),
+)
+
+
+def _unit(module: str) -> str:
+    """zoo.tokenizers.vat.model -> zoo.tokenizers (the unit LAYERS names)."""
+    return ".".join(module.split(".")[:2])
+
+
+def _runtime_imports(path: Path):
+    """Module names imported anywhere in a file, except under `if TYPE_CHECKING:`."""
+    def walk(node):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            yield from (m for child in node.orelse for m in walk(child))
+            return
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield from ([f"zoo.{a.name}" for a in node.names] if node.module == "zoo" else [node.module])
+        for child in ast.iter_child_nodes(node):
+            yield from walk(child)
+    yield from walk(ast.parse(path.read_text()))
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """graph: unit -> the zoo units it imports. Every import that is not strictly downward, or names a unit
+    LAYERS does not place."""
+    layer = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    bad = []
+    for unit, imported in sorted(graph.items()):
+        for other in sorted(imported - {unit}):
+            if unit not in layer or other not in layer:
+                bad.append(f"{unit} -> {other}: place {unit if unit not in layer else other} in LAYERS")
+            elif layer[other] >= layer[unit]:
+                bad.append(f"{unit} (layer {layer[unit]}) imports {other} (layer {layer[other]})")
+    return bad
+
+
+def test_zoo_modules_import_in_one_order():
+    graph: dict[str, set[str]] = {}
+    for f in ZOO.rglob("*.py"):
+        if f == ZOO / "__init__.py":  # the package root re-exports lazily (PEP 562)
+            continue
+        unit = _unit(".".join(f.relative_to(REPO).with_suffix("").parts))
+        graph.setdefault(unit, set())
+        graph[unit] |= {_unit(m) for m in _runtime_imports(f) if m.startswith("zoo.") and m != "zoo.__version__"}
+    assert not _layer_violations(graph), _layer_violations(graph)
+
+
+def test_the_order_check_finds_a_circle_and_an_upward_import():
+    assert _layer_violations({"zoo.api": {"zoo.hub"}, "zoo.hub": {"zoo.api"}}) == ["zoo.hub (layer 2) imports zoo.api (layer 3)"]
+    assert _layer_violations({"zoo.blocks": {"zoo.media"}, "zoo.new": {"zoo.io"}}) == [
+        "zoo.blocks (layer 4) imports zoo.media (layer 7)", "zoo.new -> zoo.io: place zoo.new in LAYERS"]
 
 
 def test_heavy_dependencies_are_imported_inside_functions():

@@ -22,12 +22,12 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor, nn
 
-from zoo import runtime
-from zoo.io import atomic_write, atomic_write_text  # noqa: F401 (atomic_write_text re-exported: zoo.api was its home)
+from zoo import hub, runtime
+from zoo.io import atomic_write
+from zoo.signal import check_sample_rate, resample
 
 TOKENS_FORMAT = "zoo.tokens"
 TOKENS_FORMAT_VERSION = 1
-CONFIG_FORMAT_VERSION = 1
 LAYOUTS = ("1d", "2d", "rvq", "multiscale", "streams")
 MODALITIES = ("image", "audio", "3d")
 
@@ -508,22 +508,16 @@ class Tokenizer(Model):
     # -- saving and loading --------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, card: str | None = None, **card_fields) -> Path:
         """Write config.json, model.safetensors and README.md (model card) into `directory`."""
-        from zoo import hub
-
         return hub.save_pretrained(self, directory, card=card, **card_fields)
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **kwargs) -> "Tokenizer":
-        from zoo import hub
-
         model = hub.load(source, **kwargs)
         if not isinstance(model, cls):
             raise TypeError(f"{source} holds a {type(model).__name__}, not a {cls.__name__}.")
         return model
 
     def push_to_hub(self, repo_id: str, **kwargs):
-        from zoo import hub
-
         return hub.push_to_hub(self, repo_id, **kwargs)
 
 
@@ -673,8 +667,6 @@ def prepare_audio(
         )
     if sample_rate is None:
         raise ValueError(f"{name}.encode needs sample_rate= (the model runs at {model_rate} Hz; other rates are resampled).")
-    from zoo.media.audio import check_sample_rate
-
     sample_rate = check_sample_rate(sample_rate, f"{name}.encode input")
     if x.dim() == 1:
         raise ValueError(f"{name} expects audio [B, C, T]; got a 1D tensor of shape {list(x.shape)}. Use x[None, None].")
@@ -701,8 +693,6 @@ def prepare_audio(
             )
     x = x.float()
     if int(sample_rate) != model_rate:
-        from zoo.media.audio import resample
-
         x = resample(x, int(sample_rate), model_rate)
     return x
 

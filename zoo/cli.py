@@ -617,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-items", type=int, default=16)
     s.add_argument("--samples", type=int, default=4, help="items shown in the report")
     s.add_argument("--no-rfid", action="store_true", help="skip rFID (the Inception network is slow on CPU)")
-    s.add_argument("--split", choices=("photos", "speech"), help="measure only the held-out items of recipes/splits.yaml")
+    s.add_argument("--split", choices=("photos", "speech", "meshes"), help="measure only the held-out items of recipes/splits.yaml")
     s.add_argument("--crop", type=int, help="cut images into CROP x CROP tiles (CROP/2 grid) instead of resizing them")
     s.add_argument("--num-tokens", type=int, nargs="+", help="prefix lengths of variable-length families' curves")
     s.add_argument("--steps", type=int, nargs="+", help="sampler steps of stochastic decoders (one entry per value)")

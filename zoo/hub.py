@@ -15,15 +15,18 @@ import shutil
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
 from zoo import registry, runtime
-from zoo.api import CONFIG_FORMAT_VERSION, Model, Tokenizer
 from zoo.io import atomic_write, atomic_write_text
 
+if TYPE_CHECKING:  # annotations only: zoo.api builds on this module (Tokenizer.save_pretrained calls it)
+    from zoo.api import Model, Tokenizer
+
+CONFIG_FORMAT_VERSION = 1  # of config.json; a reader refuses newer versions
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"

@@ -194,3 +194,17 @@ def unknown_name_message(name: str, names: list[str]) -> str:
         f"Unknown model {name!r}: not a catalogue name, a folder in zoo format, or a hub repo id.{hint}"
         " See `zoo list`."
     )
+
+
+def embedded_variant(name: str, config: Any, folder: str, description: str, **fields) -> Variant:
+    """A variant trained here: no hub release, its weights in models/<folder>/ (`fields`: Variant's others)."""
+    return Variant(name, config, None, embedded=folder, official=False, description=description, **fields)
+
+
+def family_spec(name: str, tokenizer: type, variants, convert, *, paper: str, upstream: str, description: str,
+                tiny_config: Any, autoencoder: type | None = None) -> FamilySpec:
+    """The FamilySpec of a family package: the config class is the tokenizer's, the converters are its convert.py's."""
+    return FamilySpec(name=name, tokenizer=tokenizer, config=tokenizer.config_class, variants=tuple(variants),
+                      remap_state_dict=convert.remap_state_dict, from_official_config=convert.from_official_config,
+                      paper=paper, upstream=upstream, description=description, tiny_config=tiny_config,
+                      autoencoder=autoencoder)

@@ -130,3 +130,40 @@ def cli_slug(name: str) -> str:
     from zoo.pipelines.evaluate import _slug
 
     return _slug(name)
+
+
+def test_eval_of_the_embedded_speech_model_on_the_speech_split(tmp_path):
+    """Speech metrics (and codec2 beside them where it is installed) for an audio family's embedded model."""
+    wav, sr = media.load_audio(Path(__file__).resolve().parents[2] / "samples" / "speech_16k.wav")
+    media.save_audio(tmp_path / "speech" / "speech_16k.wav", wav[:, : 2 * sr], sr)  # 2 s of the held-out clip
+    media.save_audio(tmp_path / "speech" / "train.wav", wav[:, : sr], sr)  # not in the split: left out
+    rc = cli.main(["eval", "xy-tokenizer-tiny-16k", str(tmp_path / "speech"), "--split", "speech", "--max-items", "1",
+                   "--report", str(tmp_path / "report"), "-q"])
+    assert rc == 0
+    m = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert m["items"] == ["speech_16k.wav"] and m["split"] == "speech"
+    mean = m["tokenizers"]["xy-tokenizer-tiny-16k"]["mean"]
+    assert mean["kbps"] == pytest.approx(0.8) and mean["mel_distance"] > 0
+    assert set(m["baselines"]) == {"codec2 700C", "codec2 1200"} or any("codec2" in u for u in m["unavailable"])
+
+
+def test_eval_of_the_embedded_vat_model_on_a_mesh(tmp_path):
+    """Mesh metrics, the curve over first scales and the voxel baseline for VAT's embedded model (on a
+    32^3 grid to stay quick)."""
+    from zoo.pipelines.evaluate import evaluate
+
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("igl")
+    pytest.importorskip("skimage")
+    (tmp_path / "meshes").mkdir()
+    trimesh.creation.capsule(height=1.0, radius=0.4).export(tmp_path / "meshes" / "capsule.off")
+    evaluate({"vat-tiny": hub.load("vat-tiny")}, [tmp_path / "meshes"], tmp_path / "report", resolution=32, progress=False)
+    m = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    entry = m["tokenizers"]["vat-tiny"]
+    assert m["modality"] == "3d" and m["items"] == ["capsule.off"] and not m["failures"]
+    assert 0 < entry["mean"]["fscore@0.05"] <= 1 and 0 < entry["mean"]["iou"] <= 1 and entry["mean"]["chamfer"] > 0
+    assert [p["num_tokens"] for p in entry["curve"]] == [1, 3, 7, 15, 31]
+    (voxels,) = m["baselines"].values()
+    assert voxels[0]["bits"] <= entry["mean"]["bits"] * 1.02
+    card = json.loads((tmp_path / "report" / "card" / "vat-tiny.json").read_text())
+    assert "F-score@0.05 / IoU at 7 tokens (56 bits)" in card["metrics"]

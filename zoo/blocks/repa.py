@@ -1,5 +1,6 @@
-"""REPA: representation alignment of a generator's intermediate features with a frozen vision encoder
-(FlexTok's training is its only user so far; kept here as a training method of its own paper, not FlexTok's).
+"""REPA (one user, FlexTok's training: kept here as its own paper's training method, not FlexTok's).
+
+Representation alignment of a generator's intermediate features with a frozen vision encoder.
 
 Paper: Yu et al., "Representation Alignment for Generation: Training Diffusion Transformers Is Easier
 Than You Think", arXiv 2410.06940 (upstream sihyun-yu/REPA, MIT). FlexTok (arXiv 2502.13967,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.blocks.attention import attend
 from zoo.blocks.resnet import ResBlock
 
 __all__ = [
@@ -110,8 +111,8 @@ class AttnBlock1d(nn.Module):
         # contiguous [B, 1, L, C]: one head; strided inputs send SDPA on the CPU to its math path, which
         # materialises the L x L weights (1.2 GB at L = 12000), while the fused kernel stays linear in L
         q, k, v = (proj(h).transpose(1, 2)[:, None].contiguous() for proj in (self.q, self.k, self.v))
-        a = F.scaled_dot_product_attention(q, k, v)  # [B, 1, L, C], softmax(q k^T / sqrt(C)) v
-        return x + self.proj_out(a[:, 0].transpose(1, 2))
+        a = attend(q, k, v)  # [B, L, C], softmax(q k^T / sqrt(C)) v
+        return x + self.proj_out(a.transpose(1, 2))
 
 
 class VocosBackbone(nn.Module):

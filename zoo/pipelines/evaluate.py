@@ -1,13 +1,17 @@
 """Measure tokenizers on a dataset: metrics.json, report.html with samples, rate-distortion plots.
 
 `zoo eval NAME [NAME ...] DATA --report DIR`. Images: PSNR, SSIM, ST-LPIPS, rFID, next to JPEG and
-WebP (Pillow) at several qualities and raw 8-bit thumbnails (1x1 .. 16x16, bicubic upsampling); audio:
-PESQ (wide and narrow band), STOI, mel distance, SI-SDR. Variable-length families (those with
-`max_tokens`) get a curve over token counts (`num_tokens=` to choose them). A metric whose package or
-network is missing is listed under "unavailable" rather than silently dropped.
+WebP at several qualities and raw 8-bit thumbnails; audio: PESQ (wide and narrow band), STOI, mel
+distance, SI-SDR, next to codec2 when it is installed; 3D shapes (meshes, normalised and surface-sampled
+as the model was trained, decoded on a MESH_RESOLUTION^3 grid and meshed by marching cubes): Chamfer
+distance and F-scores against the original surface, volume IoU against its winding-number occupancy,
+next to a voxel grid of the same bits (the classical codecs: baselines.py). Variable-length families
+(those with `max_tokens`) get a curve over token counts (`num_tokens=` to choose them), multiscale ones
+over their first scales. A metric whose package or network is missing is listed under "unavailable"
+rather than silently dropped.
 
 The one evaluation path of the project: `split=` keeps only the held-out items of recipes/splits.yaml
-(`--split photos`), `crop=` cuts each image into crop x crop tiles on a crop/2 grid (tiny models' native
+(`--split photos | speech | meshes`), `crop=` cuts each image into crop x crop tiles on a crop/2 grid (tiny models' native
 size), `steps=` decodes stochastic decoders (FlexTok, Selftok) at each given number of sampler steps with
 a fixed `seed`. Besides metrics.json and report.html, `card/<name>.json` holds each tokenizer's means in
 the form `zoo cards` reads; copying one into models/<family>/<variant>/metrics.json is the documented
@@ -26,10 +30,12 @@ import torch
 from torch import Tensor
 
 from zoo.io import atomic_write, atomic_write_text
-from zoo.pipelines import discover, read_item
+from zoo.pipelines import baselines, discover, read_item
 
-JPEG_QUALITIES = (5, 10, 20, 35, 50, 75, 90)
-THUMBNAIL_SIDES = (1, 2, 4, 8, 16)  # raw 8-bit RGB thumbnails: 24 * side^2 bits
+MESH_RESOLUTION = 64  # default decode grid side of 3D tokenizers
+SURFACE_SAMPLES = 20_000  # points per surface for Chamfer distance and F-score
+F_SCORE_TAUS = (0.02, 0.05)  # in the units of [-1, 1]^3
+SPEECH_RATE = 16000  # codec2's clips are scored at this rate (PESQ's wide band)
 
 
 def _bits_per_token(tok) -> float:
@@ -46,14 +52,6 @@ def _token_counts(tok) -> list[int] | None:
         ks.append(k)
         k *= 2
     return ks + [n]
-
-
-def _thumbnail(x: Tensor, side: int) -> Tensor:
-    """[B, 3, H, W] -> a side x side 8-bit thumbnail (area average), upsampled back bicubically."""
-    import torch.nn.functional as F
-
-    small = F.interpolate(x, size=(side, side), mode="area").mul(255).round().div(255)
-    return F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def _crops(x: Tensor, size: int) -> list[tuple[str, Tensor]]:
@@ -92,20 +90,43 @@ def _audio_metrics(x: Tensor, y: Tensor, sr: int, unavailable: set) -> dict:
     return out
 
 
-def _codec_point(x: Tensor, fmt: str, quality: int) -> tuple[int, Tensor]:
-    """Compress an image [1, 3, H, W] with Pillow -> (bytes, decoded image)."""
+def _mesh_metrics(grid: Tensor, gt, gt_occ: Tensor) -> dict:
+    """A decoded occupancy grid [R, R, R] against the normalised reference mesh and its occupancy on the grid.
+    A grid with no surface scores F-score 0 and no Chamfer distance; `surface` counts it."""
     import numpy as np
-    from PIL import Image
 
-    from zoo.media.image import to_pil
+    from zoo import metrics
+    from zoo.media import mesh as M
 
-    buf = io.BytesIO()
-    to_pil(x[0]).save(buf, format=fmt, quality=quality)
-    n = buf.tell()
-    buf.seek(0)
-    with Image.open(buf) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return n, torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
+    out = {"iou": metrics.volume_iou(grid, gt_occ)}
+    try:
+        pred = M.marching_cubes(grid)
+    except ValueError:
+        return {**out, "chamfer": None, **{f"fscore@{t}": 0.0 for t in F_SCORE_TAUS}, "surface": 0}
+    a = torch.from_numpy(np.asarray(pred.sample(SURFACE_SAMPLES, seed=0)))
+    b = torch.from_numpy(np.asarray(gt.sample(SURFACE_SAMPLES, seed=1)))
+    return {**out, "chamfer": metrics.chamfer_distance(a, b), **{f"fscore@{t}": metrics.f_score(a, b, t) for t in F_SCORE_TAUS},
+            "surface": 1}
+
+
+def _reference_mesh(item, tok, resolution: int):
+    """A mesh item -> (the mesh normalised as the model was trained, its occupancy on the decode grid,
+    the model's input [1, N, 6]: seeded surface points with normals, as zoo.media.mesh.load_points_for)."""
+    from zoo.media import mesh as M
+
+    if item.member is not None:
+        raise ValueError("3D evaluation reads mesh files, not shard members")
+    gt = M.normalize_mesh(M.load_mesh(item.path), float(tok.cfg.normalize_bound))
+    occ = M.occupancy(gt, M.grid_points(resolution)).float().reshape((resolution,) * 3)
+    return gt, occ, M.sample_surface(gt, int(tok.num_points), seed=0)[None]
+
+
+def _prefixes(tokens, counts: list[int] | None) -> list[tuple[int, object]]:
+    """(token count, tokens) of each curve point: the first scales of multiscale tokens, else prefixes."""
+    if tokens.layout == "multiscale":
+        sizes = tokens.meta["scale_sizes"]
+        return [(sum(sizes[:s]), tokens.first_scales(s)) for s in range(1, len(sizes))]
+    return [(k, tokens[:, :k]) for k in counts or []]
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -131,6 +152,7 @@ def evaluate(
     num_tokens: list[int] | None = None,
     steps: list[int] | None = None,
     seed: int = 0,
+    resolution: int = MESH_RESOLUTION,
     command: str | None = None,
 ) -> dict:
     """Run each tokenizer over up to `max_items` items of `inputs`; write the report; return the metrics.
@@ -139,6 +161,7 @@ def evaluate(
     crop: cut images into crop x crop tiles (crop/2 grid) instead of resizing them to the model's size.
     num_tokens: prefix lengths of the curve of variable-length families (default 1, 2, 4, ... max).
     steps: sampler steps of stochastic decoders; one entry per value, "NAME @ S steps", noise seeded by `seed`.
+    resolution: decode grid side of 3D tokenizers.
     command: the command line recorded in card/<name>.json."""
     from tqdm import tqdm
 
@@ -150,8 +173,8 @@ def evaluate(
     if len(modalities) != 1:
         raise ValueError(f"zoo eval compares tokenizers of one modality; got {sorted(modalities)}.")
     modality = modalities.pop()
-    if modality not in ("image", "audio"):
-        raise ValueError(f"zoo eval handles image and audio tokenizers; got {modality!r}.")
+    if modality not in ("image", "audio", "3d"):
+        raise ValueError(f"zoo eval handles image, audio and 3D tokenizers; got {modality!r}.")
     if crop is not None and modality != "image":
         raise ValueError("crop applies to images only.")
     items = discover(list(inputs), SUFFIXES[modality])
@@ -161,9 +184,10 @@ def evaluate(
         entries = heldout(split)
         items = [i for i in items if is_heldout(i.key, entries)]
         found = {e for e in entries for i in items if is_heldout(i.key, (e,))}
-        if modality == "image" and len(found) < len(entries):
+        if modality != "audio" and len(found) < len(entries):
+            writer = "training/prepare_photos.py" if modality == "image" else "recipes/vat/get_meshes.py"
             raise ValueError(f"The {split} split holds out {sorted(set(entries) - found)}, which are not in "
-                             f"{', '.join(map(str, inputs))}; write them with training/prepare_photos.py.")
+                             f"{', '.join(map(str, inputs))}; write them with {writer}.")
     items = items[:max_items]
     if not items:
         raise ValueError(f"No {modality} files in {', '.join(map(str, inputs))}.")
@@ -183,11 +207,15 @@ def evaluate(
         shown = 0
         for item in tqdm(items, desc=name, unit="item", disable=not progress):
             try:  # one bad item is reported by its key (and tokenizer); the others are measured
-                x_item, kw = read_item(item, modality, mono=True, size=size)
+                if modality == "3d":
+                    gt, gt_occ, x_item = _reference_mesh(item, tok, resolution)
+                    kw, decode_kw = {}, {"resolution": resolution}
+                else:
+                    x_item, kw = read_item(item, modality, mono=True, size=size)
                 units = [(item.key + k, xc) for k, xc in _crops(x_item, crop)] if crop else [(item.key, x_item)]
                 measured = []
                 for key, x in units:
-                    gen = lambda: dict(decode_kw, generator=torch.Generator().manual_seed(seed)) if decode_kw else {}  # noqa: E731
+                    gen = lambda: dict(decode_kw, generator=torch.Generator().manual_seed(seed)) if "steps" in decode_kw else decode_kw  # noqa: E731
                     with torch.inference_mode():
                         tokens = tok.encode(x, **kw)
                         y = tok.decode(tokens, **gen())
@@ -197,8 +225,10 @@ def evaluate(
                         m = _image_metrics(x, y, unavailable)
                         m["bits"] = bits
                         m["bpp"] = bits / (x.shape[-1] * x.shape[-2])
+                    elif modality == "3d":
+                        m = dict(_mesh_metrics(y[0], gt, gt_occ), bits=bits)
                     else:
-                        from zoo.media.audio import resample
+                        from zoo.signal import resample
 
                         sr = tok.sample_rate
                         ref = resample(x, kw["sample_rate"], sr)[..., : y.shape[-1]]
@@ -206,10 +236,11 @@ def evaluate(
                         m = _audio_metrics(ref, y, sr, unavailable)
                         m["kbps"] = bits / (ref.shape[-1] / sr) / 1000
                     curve_item = {}
-                    for k in counts or []:
+                    for k, prefix in _prefixes(tokens, counts):
                         with torch.inference_mode():
-                            yk = tok.decode(tokens[:, :k], **gen()).cpu()
-                        mk = _image_metrics(x, yk, set()) if modality == "image" else {}
+                            yk = tok.decode(prefix, **gen()).cpu()
+                        mk = {"image": lambda: _image_metrics(x, yk, set()), "3d": lambda: _mesh_metrics(yk[0], gt, gt_occ)}.get(
+                            modality, dict)()
                         mk["bits"] = k * _bits_per_token(tok)
                         curve_item[k] = mk
                     measured.append((key, x, y, m, curve_item, tokens))
@@ -226,12 +257,12 @@ def evaluate(
                     recons.append(y.clamp(0, 1))
                 for k, mk in curve_item.items():
                     curve_rows.setdefault(k, []).append(mk)
-                if shown < samples:
+                if shown < samples and modality != "3d":  # decoded shapes are not shown
                     sample_rows.append(_write_sample(report_dir / "samples", name, key, shown, x, y, modality,
                                                      getattr(tok, "sample_rate", None), kw.get("sample_rate")))
                     shown += 1
         entry = {"per_item": rows, "mean": _mean(rows), "codebook_size": tok.codebook_size,
-                 "tokens_per_item": tokens_per_item, **({"decode": decode_kw} if decode_kw else {})}
+                 "tokens_per_item": tokens_per_item, **({"decode": decode_kw} if "steps" in decode_kw else {})}
         if curve_rows:
             entry["curve"] = [{"num_tokens": k, **_mean(v)} for k, v in sorted(curve_rows.items())]
         if modality == "image" and rfid and len(originals) >= 2:
@@ -243,8 +274,13 @@ def evaluate(
                 unavailable.add(f"rfid: {e}")
         result["tokenizers"][name] = entry
 
+    first = next(iter(tokenizers.values()))
     if modality == "image":
-        result["baselines"] = _image_baselines(items, crop, getattr(next(iter(tokenizers.values())), "input_size", None))
+        result["baselines"] = _image_baselines(items, crop, getattr(first, "input_size", None))
+    elif modality == "audio":
+        result["baselines"] = _speech_baselines(items, unavailable)
+    elif result["tokenizers"][next(iter(tokenizers))]["per_item"]:
+        result["baselines"] = _shape_baselines(items, first, int(result["tokenizers"][next(iter(tokenizers))]["mean"]["bits"]), resolution)
     result["unavailable"] = sorted(unavailable)
     result["failures"] = failures
     plots = _plots(result, report_dir)
@@ -270,22 +306,66 @@ def _image_baselines(items, crop: int | None, size) -> dict:
     out = {}
     for fmt in ("JPEG", "WEBP"):
         curve = []
-        for q in JPEG_QUALITIES:
+        for q in baselines.JPEG_QUALITIES:
             pts = []
             for x in images:
-                n, y = _codec_point(x, fmt, q)
+                n, y = baselines.pillow_codec(x, fmt, q)
                 pts.append({"quality": q, "bits": 8 * n, "bpp": 8 * n / (x.shape[-1] * x.shape[-2]),
                             "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))})
             curve.append({"quality": q, **_mean(pts)})
         out[fmt.lower()] = curve
     thumbs = []
-    for side in THUMBNAIL_SIDES:
+    for side in baselines.THUMBNAIL_SIDES:
+        small = [baselines.thumbnail(x, side) for x in images]
         pts = [{"bits": 24 * side * side, "bpp": 24 * side * side / (x.shape[-1] * x.shape[-2]),
-                "psnr": float(metrics.psnr(_thumbnail(x, side), x)), "ssim": float(metrics.ssim(_thumbnail(x, side), x))}
-               for x in images]
+                "psnr": float(metrics.psnr(y, x)), "ssim": float(metrics.ssim(y, x))} for x, y in zip(images, small)]
         thumbs.append({"side": side, **_mean(pts)})
     out["thumbnail"] = thumbs
     return out
+
+
+def _speech_baselines(items, unavailable: set) -> dict:
+    """codec2 at each of baselines.CODEC2_MODES over the clips (mono, at SPEECH_RATE), its delay measured
+    once per mode on the longest clip and removed so that STOI and the mel distance compare aligned signals."""
+    from zoo.signal import resample
+
+    if not baselines.codec2_available():
+        unavailable.add("codec2 baseline: codec2 is not installed (apt-get install -y codec2)")
+        return {}
+    clips = []
+    for item in items:
+        try:  # items that cannot be read are already listed under failures
+            x, kw = read_item(item, "audio", mono=True)
+        except (ValueError, OSError):
+            continue
+        clips.append(resample(x[0, 0], kw["sample_rate"], SPEECH_RATE))
+    if not clips:
+        return {}
+    longest = max(clips, key=lambda c: c.shape[-1])
+    out = {}
+    for mode, bps in baselines.CODEC2_MODES.items():
+        delay = baselines.codec2_delay(longest, SPEECH_RATE, mode)
+        rows = []
+        for c in clips:
+            try:  # a clip shorter than codec2's frame decodes to nothing: the tokenizers' failures list names it
+                rows.append(_audio_metrics(c[None, None], baselines.codec2(c, SPEECH_RATE, mode, delay)[None, None], SPEECH_RATE, set()))
+            except (RuntimeError, ValueError):
+                continue
+        out[f"codec2 {mode}"] = [{"kbps": bps / 1000, "delay_samples": delay, **_mean(rows)}]
+    return out
+
+
+def _shape_baselines(items, tok, bits: int, resolution: int) -> dict:
+    """A binary voxel grid of at most `bits` per shape (the tokens' size), upsampled and meshed as the decodes."""
+    rows, k = [], None
+    for item in items:
+        try:
+            gt, gt_occ, _ = _reference_mesh(item, tok, resolution)
+        except (ValueError, OSError):
+            continue
+        grid, k = baselines.voxels(gt, bits, resolution)
+        rows.append(dict(_mesh_metrics(grid, gt, gt_occ), bits=k**3))
+    return {f"voxels {k}^3": [_mean(rows)]} if rows else {}
 
 
 def card_metrics(result: dict, name: str, command: str | None = None) -> dict:
@@ -304,9 +384,15 @@ def card_metrics(result: dict, name: str, command: str | None = None) -> dict:
     for p in entry.get("curve", []):
         if "psnr" in p:
             metrics[f"PSNR / SSIM at {p['num_tokens']} tokens ({p['bits']:g} bits)"] = f"{p['psnr']:.2f} / {p['ssim']:.3f}"
+        elif "fscore@0.05" in p:
+            metrics[f"F-score@0.05 / IoU at {p['num_tokens']} tokens ({p['bits']:g} bits)"] = f"{p['fscore@0.05']:.3f} / {p['iou']:.3f}"
     for b in result["baselines"].get("thumbnail", []):
         metrics[f"baseline: {b['side']}x{b['side']} 8-bit thumbnail ({b['bits']:g} bits) PSNR / SSIM"] = (
             f"{b['psnr']:.2f} / {b['ssim']:.3f}")
+    if result["modality"] != "image":
+        for codec, (b,) in result["baselines"].items():
+            for k, v in b.items():
+                metrics[f"baseline: {codec} {k}"] = round(v, 4) if isinstance(v, float) else v
     return {"metrics": metrics, "command": command} if command else {"metrics": metrics}
 
 
@@ -380,7 +466,7 @@ def _plots(result: dict, report_dir: Path) -> list[str]:
             e["mean"].get(k) is not None for e in result["tokenizers"].values())]
         for metric in keys:
             fig, ax = plt.subplots(figsize=(6, 4))
-            for name, entry in result["tokenizers"].items():
+            for name, entry in [*result["tokenizers"].items(), *((c, {"mean": b[0]}) for c, b in result["baselines"].items())]:
                 if entry["mean"].get(metric) is not None:
                     ax.plot([entry["mean"]["kbps"]], [entry["mean"][metric]], "s", ms=7, label=name)
             out.append(_save_plot(fig, ax, "kbps", metric, report_dir / f"rate_{metric}.png"))
@@ -422,7 +508,12 @@ def _html(result: dict, samples: list[dict], plots: list[str]) -> str:
         f"<p>{len(result['items'])} {e(result['modality'])} item(s).</p>",
         "<h2>Means</h2><table>", *rows, "</table>",
     ]
-    if result["baselines"]:
+    if result["baselines"] and result["modality"] != "image":
+        parts.append("<h2>Classical codecs</h2><table>" + rows[0].replace("tokenizer", "codec"))
+        parts += [f"<tr><td>{e(c)}</td>" + "".join(f"<td>{_fmt(b[0].get(m))}</td>" for m in metric_names) + "</tr>"
+                  for c, b in result["baselines"].items()]
+        parts.append("</table>")
+    elif result["baselines"]:
         parts.append("<h2>Classical codecs</h2><table><tr><th>codec</th><th>quality / size</th><th>bpp</th><th>PSNR</th>"
                      "<th>SSIM</th></tr>")
         for fmt, curve in result["baselines"].items():

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import PAPER, UPSTREAM, WEIGHTS_LICENSE, FlexTok, FlexTokConfig
 from .vae import FlexTokVAE, FlexTokVAEConfig
 
@@ -57,29 +57,14 @@ VARIANTS: tuple[Variant, ...] = (
               "FlexTok d18-d28 trained on ImageNet-1k (the main release): 1..256 tokens per 256x256 image."),
     _released("flextok-d18-d28-dfn", (18, 1152), (28, 1792), "EPFL-VILAB/flextok_d18_d28_dfn", "EPFL-VILAB/flextok_vae_c16",
               "FlexTok d18-d28 trained on DFN image-text data: 1..256 tokens per 256x256 image."),
-    Variant(
-        name="flextok-tiny-64",
-        config=TINY_64_CONFIG,
-        embedded="flextok/tiny-64",
-        official=False,
-        description="Tiny pixel-space FlexTok for 64x64 images (1..32 tokens, no VAE), trained here on CPU on real "
-                    "photos (recipes/flextok/tiny-cpu.yaml); a demonstration, far below the released models.",
-    ),
+    embedded_variant("flextok-tiny-64", TINY_64_CONFIG, "flextok/tiny-64",
+                     "Tiny pixel-space FlexTok for 64x64 images (1..32 tokens, no VAE), trained here on CPU on real "
+                     "photos (recipes/flextok/tiny-cpu.yaml); a demonstration, far below the released models."),
     _standalone_vae(4, ""),
     _standalone_vae(8, ""),
     _standalone_vae(16, " The released FlexToks run on this one."),
 )
 
-FAMILY = FamilySpec(
-    name="flextok",
-    tokenizer=FlexTok,
-    config=FlexTokConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="Images -> ordered 1D FSQ tokens of any length 1..256; rectified-flow decoder (FlexTok, Apple/EPFL).",
-    tiny_config=TINY_CONFIG,
-    autoencoder=FlexTokVAE,
-)
+FAMILY = family_spec("flextok", FlexTok, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
+                     description="Images -> ordered 1D FSQ tokens of any length 1..256; rectified-flow decoder (FlexTok, Apple/EPFL).",
+                     autoencoder=FlexTokVAE)

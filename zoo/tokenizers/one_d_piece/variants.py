@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import PAPER, UPSTREAM, VIT_SIZES, OneDPiece, OneDPieceConfig
 
 
@@ -50,25 +50,10 @@ VARIANTS: tuple[Variant, ...] = (
     _released("S", S_256, "83.9 M", revision="250e95dcb0b29fcfeef4396d1788a9dbd18ca455"),  # a snapshot seen in public code
     _released("B", B_256, "205.3 M"),
     _released("L", L_256, "641.7 M"),
-    Variant(
-        name="one-d-piece-tiny-64",
-        config=TINY_64,
-        embedded="one_d_piece/tiny-64",
-        official=False,
-        description="A tiny One-D-Piece trained here on CPU: 64x64 images -> 1 to 32 tokens, codebook 1024.",
-    ),
+    embedded_variant("one-d-piece-tiny-64", TINY_64, "one_d_piece/tiny-64",
+                     "A tiny One-D-Piece trained here on CPU: 64x64 images -> 1 to 32 tokens, codebook 1024."),
 )
 
 
-FAMILY = FamilySpec(
-    name="one_d_piece",
-    tokenizer=OneDPiece,
-    config=OneDPieceConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="Ordered 1D image tokens with Tail Token Drop: any prefix decodes (quality-controllable compression).",
-    tiny_config=TINY_TEST,
-)
+FAMILY = family_spec("one_d_piece", OneDPiece, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_TEST,
+                     description="Ordered 1D image tokens with Tail Token Drop: any prefix decodes (quality-controllable compression).")

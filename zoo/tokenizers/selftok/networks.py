@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from zoo.blocks.attention import Attention, attend, split_heads
 from zoo.blocks.embeddings import TimestepEmbedder, sincos_1d, sincos_2d
 from zoo.blocks.mlp import Mlp
 from zoo.blocks.transformer import modulate
@@ -21,31 +21,22 @@ _GELU_TANH = partial(nn.GELU, approximate="tanh")  # the MLPs' activation, as Di
 # ----------------------------------------------------------------------------------------------
 # encoder: dual-stream Q-Former
 # ----------------------------------------------------------------------------------------------
-def _heads(x: Tensor, heads: int) -> Tensor:
-    return rearrange(x, "b n (h d) -> b h n d", h=heads)
-
-
-class DualAttention(nn.Module):
-    """Latent patches attend among themselves; queries attend to [latent patches, queries]."""
+class DualAttention(Attention):
+    """Latent patches attend among themselves (the inherited attention: qkv, proj); queries attend to
+    [latent patches, queries] (to_query_kv, query_linear, query_proj)."""
 
     def __init__(self, dim: int, heads: int, query_dim: int, query_heads: int):
-        super().__init__()
-        self.heads, self.query_heads = heads, query_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
+        super().__init__(dim, heads)
+        self.query_heads = query_heads
         self.to_query_kv = nn.Linear(dim, 2 * query_dim)  # latent patches -> keys/values of the query stream
         self.query_linear = nn.Linear(query_dim, 3 * query_dim)
-        self.proj = nn.Linear(dim, dim)
         self.query_proj = nn.Linear(query_dim, query_dim)
 
     def forward(self, x: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:  # x: [B, N, D], q: [B, K, Dq]
-        xq, xk, xv = (_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        x_out = F.scaled_dot_product_attention(xq, xk, xv)  # [B, H, N, d]
-        pk, pv = (_heads(t, self.query_heads) for t in self.to_query_kv(x).chunk(2, dim=-1))
-        qq, qk, qv = (_heads(t, self.query_heads) for t in self.query_linear(q).chunk(3, dim=-1))
-        q_out = F.scaled_dot_product_attention(qq, torch.cat([pk, qk], 2), torch.cat([pv, qv], 2))  # [B, Hq, K, dq]
-        x_out = self.proj(rearrange(x_out, "b h n d -> b n (h d)"))
-        q_out = self.query_proj(rearrange(q_out, "b h n d -> b n (h d)"))
-        return x_out, q_out
+        pk, pv = split_heads(self.to_query_kv(x), self.query_heads, parts=2)  # [B, Hq, N, dq]
+        qq, qk, qv = split_heads(self.query_linear(q), self.query_heads, parts=3)  # [B, Hq, K, dq]
+        q_out = attend(qq, torch.cat([pk, qk], 2), torch.cat([pv, qv], 2))  # [B, K, Dq]
+        return super().forward(x), self.query_proj(q_out)
 
 
 class DualBlock(nn.Module):
@@ -116,12 +107,10 @@ class StreamBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, pre_only: bool = False, position_modulated: bool = False):
         super().__init__()
-        self.heads, self.pre_only = heads, pre_only
+        self.pre_only = pre_only
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = nn.Module()
-        self.attn.qkv = nn.Linear(dim, 3 * dim)
+        self.attn = Attention(dim, heads, out_proj=not pre_only)
         if not pre_only:
-            self.attn.proj = nn.Linear(dim, dim)
             self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
             self.mlp = Mlp(dim, int(dim * mlp_ratio), act=_GELU_TANH)
         if position_modulated:
@@ -135,13 +124,12 @@ class StreamBlock(nn.Module):
     def pre_attention(self, x: Tensor, mod: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple]:
         """x: [B, L, D]; mod: [B or 1, 1 or L, n_mod * D] -> q, k, v [B, H, L, d] and what post_attention needs."""
         chunks = mod.chunk(2 if self.pre_only else 6, dim=-1)
-        qkv = self.attn.qkv(modulate(self.norm1(x), chunks[0], chunks[1]))
-        q, k, v = (_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))
+        q, k, v = self.attn.qkv_heads(modulate(self.norm1(x), chunks[0], chunks[1]))
         return q, k, v, chunks[2:]
 
     def post_attention(self, x: Tensor, attn: Tensor, chunks: tuple) -> Tensor:
         gate1, shift2, scale2, gate2 = chunks
-        x = x + gate1 * self.attn.proj(attn)
+        x = x + gate1 * self.attn.out(attn)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
@@ -163,10 +151,8 @@ class JointBlock(nn.Module):
         if ctx_block.pre_only:  # nobody reads the context after the last block: image queries only
             if mask is not None and mask.shape[2] > 1:
                 mask = mask[:, :, n:]
-            out = F.scaled_dot_product_attention(xq, k, v, attn_mask=mask)
-            return None, self.x_block.post_attention(x, rearrange(out, "b h n d -> b n (h d)"), xchunks)
-        out = F.scaled_dot_product_attention(torch.cat([cq, xq], 2), k, v, attn_mask=mask)
-        out = rearrange(out, "b h n d -> b n (h d)")
+            return None, self.x_block.post_attention(x, attend(xq, k, v, mask), xchunks)
+        out = attend(torch.cat([cq, xq], 2), k, v, mask)  # [B, n + N, D]
         context = ctx_block.post_attention(context, out[:, :n], cchunks)
         x = self.x_block.post_attention(x, out[:, n:], xchunks)
         return context, x

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
+from . import convert
 from .config import SelftokConfig
-from .convert import from_official_config, remap_state_dict
 from .model import HUB_ID, LICENSE, PAPER, UPSTREAM, Selftok
 
 
@@ -33,19 +33,9 @@ VARIANTS = (
             description="1024 tokens / 256px image, 50-step rectified-flow MMDiT decoder (token schedule unpublished)."),
     Variant("selftok-1024-renderer", SelftokConfig(**_1024, **_RENDERER), _pre("renderer_1024_ckpt.pth"),
             description="1024 tokens / 256px image, one-step renderer decoder."),
-    Variant("selftok-tiny-64", TINY_CONFIG, None, embedded="selftok/tiny-64", official=False,
-            description="Tiny 64px / 16-token Selftok with a fixed DCT latent instead of the SD3 VAE (tests, CPU)."),
+    embedded_variant("selftok-tiny-64", TINY_CONFIG, "selftok/tiny-64",
+                     "Tiny 64px / 16-token Selftok with a fixed DCT latent instead of the SD3 VAE (tests, CPU)."),
 )
 
-FAMILY = FamilySpec(
-    name="selftok",
-    tokenizer=Selftok,
-    config=SelftokConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="1D image tokens ordered by a diffusion decoder (token k visible only above a noise level).",
-    tiny_config=TINY_CONFIG,
-)
+FAMILY = family_spec("selftok", Selftok, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
+                     description="1D image tokens ordered by a diffusion decoder (token k visible only above a noise level).")

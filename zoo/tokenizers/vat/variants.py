@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, Variant
+from zoo.registry import Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import PAPER, UPSTREAM, VAT, VATConfig
 
 # Tiny config for tests and the embedded CPU default (trained here on CGAL's meshes).
@@ -26,33 +26,20 @@ VARIANTS: tuple[Variant, ...] = (
             "(train it with a recipe). Paper target: F-score 92% at this size, 96% at 3.9 KB (Objaverse)."
         ),
     ),
-    Variant(
-        name="vat-tiny",
-        config=TINY_CONFIG,
-        embedded="vat/tiny",
-        official=False,
-        description=(
-            "Tiny VAT trained here on CPU (4000 steps, 47 minutes on one process) on 21 watertight CGAL sample "
-            "meshes and glmark2's bunny, scale augmented; 7 CGAL meshes held out. 63 tokens of 8 bits (63 bytes) "
-            "per shape in 6 scales. A coarse shape codec: held-out F-score@0.05 0.34 vs 0.46 for 8^3 binary "
-            "voxels of the same size (models/vat/NOTES.md)."
-        ),
+    embedded_variant(
+        "vat-tiny", TINY_CONFIG, "vat/tiny",
+        "Tiny VAT trained here on CPU (4000 steps, 47 minutes on one process) on 21 watertight CGAL sample "
+        "meshes and glmark2's bunny, scale augmented; 7 CGAL meshes held out. 63 tokens of 8 bits (63 bytes) "
+        "per shape in 6 scales. A coarse shape codec: held-out F-score@0.05 0.34 vs 0.46 for 8^3 binary "
+        "voxels of the same size (models/vat/NOTES.md).",
     ),
 )
 
-FAMILY = FamilySpec(
-    name="vat",
-    tokenizer=VAT,
-    config=VATConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
+FAMILY = family_spec(
+    "vat", VAT, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
     description=(
         "3D shapes (surface points + normals, or meshes) -> multi-scale 1D tokens (Gaussian latent, "
         "VAR-style residual quantisation) -> triplane occupancy -> marching cubes (VAT, AMAP/Alibaba). "
         "A re-implementation from the paper: no official code or weights were released."
     ),
-    tiny_config=TINY_CONFIG,
 )

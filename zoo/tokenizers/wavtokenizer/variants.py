@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import LICENSE, PAPER, UPSTREAM, WavTokenizer, WavTokenizerConfig
 
 CONFIG_40TPS = WavTokenizerConfig()
@@ -67,25 +67,9 @@ VARIANTS = (
     _official("wavtokenizer-large-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-large-speech-75token",
               "wavtokenizer_large_speech_320_v2.ckpt",
               "WavTokenizer large, 75 tokens/s, speech (the v2 checkpoint; v1 was withdrawn upstream)."),
-    Variant(
-        name="wavtokenizer-tiny-24k",
-        config=TINY_CONFIG,
-        pretrained=None,
-        embedded="wavtokenizer/tiny-24k",
-        official=False,
-        description="A tiny WavTokenizer (100 tokens/s, 1024 codes) trained here on CPU with recipes/wavtokenizer/tiny-cpu.yaml.",
-    ),
+    embedded_variant("wavtokenizer-tiny-24k", TINY_CONFIG, "wavtokenizer/tiny-24k",
+                     "A tiny WavTokenizer (100 tokens/s, 1024 codes) trained here on CPU with recipes/wavtokenizer/tiny-cpu.yaml."),
 )
 
-FAMILY = FamilySpec(
-    name="wavtokenizer",
-    tokenizer=WavTokenizer,
-    config=WavTokenizerConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="24 kHz audio codec: SEANet encoder, one 4096-code VQ, Vocos decoder with an iSTFT head (40 or 75 tokens/s).",
-    tiny_config=TINY_CONFIG,
-)
+FAMILY = family_spec("wavtokenizer", WavTokenizer, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
+                     description="24 kHz audio codec: SEANet encoder, one 4096-code VQ, Vocos decoder with an iSTFT head (40 or 75 tokens/s).")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import HUB_ID, PAPER, UPSTREAM, WeTok, WeTokConfig
 
 # Tiny: for the tests, CPU training and the embedded wetok-tiny-f8.
@@ -45,24 +45,9 @@ VARIANTS = (
     _official("wetok-general-cr768-gd", "GeneralDomain/compratio768",
               WeTokConfig(ch_mult=(1, 1, 2, 2, 4, 8), generative_decoder=True),
               "General-domain, compression ratio 768: f32, 4 groups x 8 bits, generative decoder (takes noise)."),
-    Variant(
-        name="wetok-tiny-f8",
-        config=TINY_CONFIG,
-        embedded="wetok/tiny-f8",
-        official=False,
-        description="A tiny f8 WeTok (2 groups x 8 bits) for tests and CPU training; trained here.",
-    ),
+    embedded_variant("wetok-tiny-f8", TINY_CONFIG, "wetok/tiny-f8",
+                     "A tiny f8 WeTok (2 groups x 8 bits) for tests and CPU training; trained here."),
 )
 
-FAMILY = FamilySpec(
-    name="wetok",
-    tokenizer=WeTok,
-    config=WeTokConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="MAGVIT-2 style conv tokenizer with group-wise lookup-free quantization (WeTok).",
-    tiny_config=TINY_CONFIG,
-)
+FAMILY = family_spec("wetok", WeTok, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
+                     description="MAGVIT-2 style conv tokenizer with group-wise lookup-free quantization (WeTok).")

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, pad_clips, prepare_audio
 from zoo.blocks.attention import Attention
+from zoo.blocks.mlp import Mlp
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import ResidualVQ
 
@@ -228,22 +229,21 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Ten
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
-class TransformerLayer(nn.Module):
-    """Pre-LN block: x + attn(LN(x)); x + fc2(gelu(fc1(LN(x))))."""
+class TransformerLayer(Mlp):
+    """Pre-LN block: x + attn(LN(x)); x + mlp(LN(x)), the GELU MLP inherited, so that its fc1 / fc2 sit
+    at the layer's top level as in Whisper and in our saved checkpoints."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int):
-        super().__init__()
+        super().__init__(dim, ffn_dim)
         self.self_attn = Attention(dim, heads, layout="whisper", k_bias=False)  # Whisper: k_proj without bias
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
         # key_bias: [B, 1, 1, T], 0 for valid keys and finfo.min for padded ones (a finite bias, as
         # upstream, so a fully padded item stays finite instead of NaN)
         x = x + self.self_attn(self.self_attn_layer_norm(x), key_bias)
-        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        return x + super().forward(self.final_layer_norm(x))
 
 
 def _masks(lengths: Tensor, t: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

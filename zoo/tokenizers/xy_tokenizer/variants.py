@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from zoo.registry import FamilySpec, PretrainedCfg, Variant
+from zoo.registry import PretrainedCfg, Variant, embedded_variant, family_spec
 
-from .convert import from_official_config, remap_state_dict
+from . import convert
 from .model import PAPER, UPSTREAM, StackConfig, XYTokenizer, XYTokenizerConfig
 
 
@@ -65,24 +65,9 @@ VARIANTS = (
         pretrained=PretrainedCfg(hub_id="fnlp/XY_Tokenizer_TTSD_V0_32k", filename="xy_tokenizer.ckpt", license=_LICENSE, paper=PAPER),
         description="MOSS-TTSD codec with a 32 kHz Vocos decoder retrained on full-band data (same 1 kbps tokens).",
     ),
-    Variant(
-        name="xy-tokenizer-tiny-16k",
-        config=TINY_16K_CONFIG,
-        embedded="xy_tokenizer/tiny-16k",
-        official=False,
-        description="A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model).",
-    ),
+    embedded_variant("xy-tokenizer-tiny-16k", TINY_16K_CONFIG, "xy_tokenizer/tiny-16k",
+                     "A tiny XY-Tokenizer (0.85 M parameters, 8 x 256 codes, 800 bps) trained here on CPU on klettres speech (examples; not the paper model)."),
 )
 
-FAMILY = FamilySpec(
-    name="xy_tokenizer",
-    tokenizer=XYTokenizer,
-    config=XYTokenizerConfig,
-    variants=VARIANTS,
-    remap_state_dict=remap_state_dict,
-    from_official_config=from_official_config,
-    paper=PAPER,
-    upstream=UPSTREAM,
-    description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.",
-    tiny_config=TINY_CONFIG,
-)
+FAMILY = family_spec("xy_tokenizer", XYTokenizer, VARIANTS, convert, paper=PAPER, upstream=UPSTREAM, tiny_config=TINY_CONFIG,
+                     description="Dual-tower (Whisper semantic + acoustic) speech codec, 8 x 1024 RVQ at 12.5 Hz, Vocos decoder.")
