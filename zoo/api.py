@@ -331,8 +331,6 @@ class Model(nn.Module):
     family: ClassVar[str] = ""
     modality: ClassVar[str] = ""
     config_class: ClassVar[type] = object
-    # input_size (image): (H, W) that file readers (CLI, pipelines) resize and center-crop to
-    input_size: ClassVar[tuple[int, int] | None] = None
     # The family's precision policy (zoo.runtime): submodules that stay fp32 when the model runs in
     # bf16 / fp16 (quantizer distances, STFT / mel front ends and iSTFT heads); the rest autocasts.
     fp32_modules: ClassVar[tuple[str, ...]] = ()
@@ -432,16 +430,30 @@ class Tokenizer(Model):
 
     kind: ClassVar[str] = "tokenizer"
     # Optional facts a family overrides (as class attributes or properties):
-    #   sample_rate        audio: the rate the model runs at (inputs are resampled to it)
     #   max_tokens         variable-length families: the longest sequence; any prefix 1..max decodes
     #   stochastic_decoder decode draws noise: pass generator= or noise= for reproducible output
     max_tokens: ClassVar[int | None] = None
     stochastic_decoder: ClassVar[bool] = False
 
-    # -- properties every tokenizer has --------------------------------------------------------
+    # -- properties every tokenizer has: read from the config's fields of these names, unless a
+    # family's config says it otherwise (then the family overrides the property) ---------------
     @property
     def codebook_size(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
+        if not hasattr(self.cfg, "codebook_size"):
+            raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
+        return self.cfg.codebook_size
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """Images: (H, W) that file readers (CLI, pipelines) resize and centre-crop to: the size encode takes,
+        or for a family that takes any size (WeTok: multiples of f) the training size, as upstream evaluates."""
+        side = getattr(self.cfg, "image_size", None) if self.modality == "image" else None
+        return (side, side) if side else None
+
+    @property
+    def sample_rate(self) -> int | None:
+        """Audio: the rate the model runs at (inputs are resampled to it)."""
+        return getattr(self.cfg, "sample_rate", None) if self.modality == "audio" else None
 
     @property
     def num_codebooks(self) -> int:

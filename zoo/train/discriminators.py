@@ -71,13 +71,18 @@ class PeriodDiscriminator(nn.Module):
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
         x = x.reshape(b, c, -1, self.period)  # [B, 1, T/p, p]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
+        return _conv_stack(self.convs, self.post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv stack, then `post` -> (logits [B, n], every layer's output for feature matching)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         feats.append(x)
-        return x.flatten(1), feats
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -109,13 +114,7 @@ class ResolutionDiscriminator(nn.Module):
         window = torch.hann_window(self.win, device=x.device)
         spec = torch.stft(x.squeeze(1).float(), self.n_fft, self.hop, self.win, window, return_complex=True).abs()
         x = spec.transpose(1, 2).unsqueeze(1)  # [B, 1, frames, F]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _conv_stack(self.convs, self.post, x)
 
 
 class MultiResolutionDiscriminator(nn.Module):

@@ -319,11 +319,6 @@ class FlexTok(Tokenizer):
         return self.cfg.num_registers
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        """(H, W) that file readers (CLI, pipelines) resize and centre-crop images to: the training size."""
-        return (self.cfg.image_size, self.cfg.image_size)
-
-    @property
     def token_rate(self) -> float:
         return float(self.cfg.num_registers)
 

@@ -230,18 +230,10 @@ class OneDPiece(Tokenizer):
                                           cfg.pixel_num_res_blocks, norm_groups=cfg.pixel_norm_groups)
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.cfg.codebook_size
 
     @property
     def token_rate(self) -> float:
         return float(self.cfg.num_latent_tokens)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(H, W) that encode takes; the CLI resizes and centre-crops image files to it."""
-        return (self.cfg.image_size, self.cfg.image_size)
 
     @property
     def max_tokens(self) -> int:

@@ -139,14 +139,6 @@ class Selftok(Tokenizer):
         self._vae = _LazyVAE()
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.cfg.codebook_size
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(H, W) the model takes; file readers (CLI, pipelines) resize and centre-crop images to it."""
-        return (self.cfg.image_size, self.cfg.image_size)
 
     @property
     def token_rate(self) -> float:

@@ -163,9 +163,6 @@ class VAT(Tokenizer):
         self.decoder = VATDecoder(cfg)
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.cfg.codebook_size
 
     @property
     def token_rate(self) -> float:

@@ -124,9 +124,6 @@ class WavTokenizer(Tokenizer):
         self.head = ISTFTHead(cfg.backbone_dim, cfg.n_fft, cfg.hop_length, padding="same")
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.cfg.codebook_size
 
     @property
     def token_rate(self) -> float:
@@ -136,9 +133,6 @@ class WavTokenizer(Tokenizer):
     def hop_length(self) -> int:
         return self.cfg.hop_length
 
-    @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
 
     def _cond(self, device) -> Tensor | None:
         if self.cfg.adanorm_num_embeddings is None:

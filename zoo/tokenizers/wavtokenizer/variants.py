@@ -30,6 +30,16 @@ def _official(name: str, cfg: WavTokenizerConfig, hub_id: str, filename: str, de
     return Variant(name=name, config=cfg, pretrained=pre, description=description)
 
 
+def _medium(kind: str, about: str, v2_revision: str) -> tuple[Variant, Variant]:
+    repo, stem = f"novateur/WavTokenizer-medium-{kind}-75token", f"wavtokenizer_medium_{kind.replace('-', '_')}_320_24k"
+    return (
+        _official(f"wavtokenizer-medium-{kind}-75tps", CONFIG_75TPS, repo, f"{stem}_v2.ckpt",
+                  f"WavTokenizer medium (v2 checkpoint), 75 tokens/s, {about}.", revision=v2_revision),
+        _official(f"wavtokenizer-medium-{kind}-75tps-v1", CONFIG_75TPS, repo, f"{stem}.ckpt",
+                  f"WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, {about}; its codes differ from v2's."),
+    )
+
+
 # Hub commits (and one file sha256) seen in public code that downloads these files; where none was
 # seen the entry follows `main` and is listed in zoo.registry.NOT_YET_PINNED. Sources in NOTES.md.
 _REV_MEDIUM_SPEECH = "8858552e69270816d6aeb37bfcf3b770769d4899"  # snapshot holding ..._speech_320_24k_v2.ckpt
@@ -43,23 +53,11 @@ VARIANTS = (
               "WavTokenizer small, 40 tokens/s (hop 600), trained on LibriTTS (speech)."),
     _official("wavtokenizer-small-75tps", CONFIG_75TPS, "novateur/WavTokenizer", "WavTokenizer_small_320_24k_4096.ckpt",
               "WavTokenizer small, 75 tokens/s (hop 320), trained on LibriTTS (speech)."),
-    _official("wavtokenizer-medium-speech-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
-              "wavtokenizer_medium_speech_320_24k_v2.ckpt",
-              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, ~10k hours of speech.",
-              revision=_REV_MEDIUM_SPEECH),
-    # v1: the first medium release, beside v2 in the same repos. Same architecture (downstream code
-    # loads it strictly with the frame75 medium YAML), different weights: v1 and v2 codes are not
+    # medium: v2 and the first (v1) release, beside each other in the same repos. Same architecture (downstream
+    # code loads v1 strictly with the frame75 medium YAML), different weights: v1 and v2 codes are not
     # interchangeable, so a speech LM trained on v1 codes (Lina-Speech, YarnGPT) needs v1.
-    _official("wavtokenizer-medium-speech-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-speech-75token",
-              "wavtokenizer_medium_speech_320_24k.ckpt",
-              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, ~10k hours of speech; its codes differ from v2's."),
-    _official("wavtokenizer-medium-music-audio-75tps", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
-              "wavtokenizer_medium_music_audio_320_24k_v2.ckpt",
-              "WavTokenizer medium (v2 checkpoint), 75 tokens/s, music and general audio.",
-              revision=_REV_MEDIUM_MUSIC),
-    _official("wavtokenizer-medium-music-audio-75tps-v1", CONFIG_75TPS, "novateur/WavTokenizer-medium-music-audio-75token",
-              "wavtokenizer_medium_music_audio_320_24k.ckpt",
-              "WavTokenizer medium, first (v1) checkpoint, 75 tokens/s, music and general audio; its codes differ from v2's."),
+    *_medium("speech", "~10k hours of speech", _REV_MEDIUM_SPEECH),
+    *_medium("music-audio", "music and general audio", _REV_MEDIUM_MUSIC),
     _official("wavtokenizer-large-unify-40tps", CONFIG_40TPS, "novateur/WavTokenizer-large-unify-40token",
               "wavtokenizer_large_unify_600_24k.ckpt",
               "WavTokenizer large, 40 tokens/s, ~80k hours of speech, music and audio.",

@@ -283,12 +283,6 @@ class WeTok(Tokenizer):
         side = self.cfg.image_size // self.downsample_factor
         return float(side * side)
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """Size the file pipelines (`zoo encode`, `zoo reconstruct`) resize and center-crop images to, as
-        upstream's 256 evaluation does. Tensors given to `encode` may have any size divisible by f."""
-        return (self.cfg.image_size, self.cfg.image_size)
-
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         s = self.cfg.image_size
         return torch.rand(batch_size, 3, s, s, generator=generator), {}

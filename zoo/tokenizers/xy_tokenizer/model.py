@@ -405,9 +405,6 @@ class XYTokenizer(Tokenizer):
         self.head = ISTFTHead(cfg.vocos_dim, cfg.vocos_n_fft, cfg.vocos_hop, padding="same")
 
     # -- contract properties --------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.cfg.codebook_size
 
     @property
     def num_codebooks(self) -> int:
@@ -420,10 +417,6 @@ class XYTokenizer(Tokenizer):
     @property
     def token_rate(self) -> float:
         return self.frame_rate * self.cfg.num_quantizers
-
-    @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
 
     @property
     def output_sample_rate(self) -> int:

@@ -14,35 +14,29 @@ def _with_vocoder(n_fft: int, hop: int, rate: int) -> XYTokenizerConfig:
     return dataclasses.replace(XYTokenizerConfig(), vocos_n_fft=n_fft, vocos_hop=hop, output_sample_rate=rate)
 
 
-TINY_CONFIG = XYTokenizerConfig(
-    semantic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
-    semantic_adapter=StackConfig(32, 32, 32, 1, 2, 64, 1500),
-    acoustic_encoder=StackConfig(80, 32, 32, 1, 2, 64, 1500),
-    pre_rvq_adapter=StackConfig(64, 32, 32, 1, 2, 64, 1500),
-    rvq_dim=16,
-    codebook_size=256,
-    post_rvq_adapter=StackConfig(128, 32, 128, 1, 2, 64, 375),
-    acoustic_decoder=StackConfig(32, 32, 80, 1, 2, 64, 1500),
-    vocos_dim=32,
-    vocos_intermediate_dim=64,
-    vocos_layers=1,
-)
+def _small(d: int, heads: int, ffn: int, acoustic_layers: int, rvq_dim: int, vocos_hidden: int, vocos_layers: int
+           ) -> XYTokenizerConfig:
+    """A CPU-sized XY-Tokenizer: every stack `d` wide (the adapters at 2d / 4d where the upstream ones are
+    wider than their neighbours), 256-code RVQ layers."""
+    return XYTokenizerConfig(
+        semantic_encoder=StackConfig(80, d, d, 1, heads, ffn, 1500),
+        semantic_adapter=StackConfig(d, d, d, 1, heads, ffn, 1500),
+        acoustic_encoder=StackConfig(80, d, d, acoustic_layers, heads, ffn, 1500),
+        pre_rvq_adapter=StackConfig(2 * d, d, d, 1, heads, ffn, 1500),
+        rvq_dim=rvq_dim,
+        codebook_size=256,
+        post_rvq_adapter=StackConfig(4 * d, d, 4 * d, 1, heads, ffn, 375),
+        acoustic_decoder=StackConfig(d, d, 80, acoustic_layers, heads, ffn, 1500),
+        vocos_dim=d,
+        vocos_intermediate_dim=vocos_hidden,
+        vocos_layers=vocos_layers,
+    )
 
+
+TINY_CONFIG = _small(32, heads=2, ffn=64, acoustic_layers=1, rvq_dim=16, vocos_hidden=64, vocos_layers=1)
 # The embedded `xy-tokenizer-tiny-16k` (models/xy_tokenizer/tiny-16k, recipes/xy_tokenizer/tiny-cpu.yaml):
 # 0.85 M parameters, 8 x 256 codes at 12.5 Hz (800 bps), trained here on CPU.
-TINY_16K_CONFIG = XYTokenizerConfig(
-    semantic_encoder=StackConfig(80, 64, 64, 1, 4, 128, 1500),
-    semantic_adapter=StackConfig(64, 64, 64, 1, 4, 128, 1500),
-    acoustic_encoder=StackConfig(80, 64, 64, 2, 4, 128, 1500),
-    pre_rvq_adapter=StackConfig(128, 64, 64, 1, 4, 128, 1500),
-    rvq_dim=32,
-    codebook_size=256,
-    post_rvq_adapter=StackConfig(256, 64, 256, 1, 4, 128, 375),
-    acoustic_decoder=StackConfig(64, 64, 80, 2, 4, 128, 1500),
-    vocos_dim=64,
-    vocos_intermediate_dim=192,
-    vocos_layers=4,
-)
+TINY_16K_CONFIG = _small(64, heads=4, ffn=128, acoustic_layers=2, rvq_dim=32, vocos_hidden=192, vocos_layers=4)
 
 _LICENSE = "apache-2.0"
 VARIANTS = (
