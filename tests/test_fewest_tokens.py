@@ -1,10 +1,10 @@
-"""zoo.api.fewest_tokens: the one bisection behind encode(target_psnr=) of every ordered-1D family."""
+"""zoo.inputs.fewest_tokens: the one bisection behind encode(target_psnr=) of every ordered-1D family."""
 
 import pytest
 import torch
 
 import zoo
-from zoo.api import check_target_psnr, fewest_tokens
+from zoo.inputs import check_target_psnr, fewest_tokens
 
 
 def _psnr(recon, x):

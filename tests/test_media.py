@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from zoo import media
-from zoo.api import prepare_audio, prepare_images
+from zoo.inputs import prepare_audio, prepare_images
 
 
 def test_audio_round_trip_and_errors(tmp_path):

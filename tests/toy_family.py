@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens
+from zoo.inputs import prepare_images
 from zoo.quantizers.base import Quantizer, QuantizerOutput
 from zoo.registry import FamilySpec, PretrainedCfg, Variant
 

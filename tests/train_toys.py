@@ -12,7 +12,8 @@ from einops import rearrange
 from torch import nn
 
 from toy_family import PlainVQ
-from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, prepare_audio, prepare_images
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens
+from zoo.inputs import prepare_audio, prepare_images
 from zoo.registry import FamilySpec, Variant
 
 

@@ -341,7 +341,7 @@ def cmd_reconstruct(args) -> int:
         import torch
 
         from zoo import metrics
-        from zoo.api import prepare_audio
+        from zoo.inputs import prepare_audio
 
         tokens = tok.encode(x, **kw, **enc_kw)  # a VAE gives latents [B, C, h, w] instead of Tokens
         recon = tok.decode(tokens, **dec_kw)

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_target_psnr, config_to_dict, fewest_tokens,
-                     inference, prepare_images)
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, inference
+from zoo.inputs import check_target_psnr, fewest_tokens, prepare_images
 from zoo.blocks.repa import ReprProjector, align_to_grid, repa_loss
 from zoo.blocks.embeddings import sincos_2d, timestep_embedding
 from zoo.blocks.norm import LayerNorm
@@ -375,7 +375,7 @@ class FlexTok(Tokenizer):
             at k keeps k. The decoder is a stochastic flow, so the search decodes with fixed noise:
             the default steps and guidance, and the noise of `decode(tokens,
             generator=torch.Generator().manual_seed(0))` on this batch, which reproduces it. Bisection
-            over k (zoo.api.fewest_tokens): ceil(log2 k) batched decodes, assuming quality grows with
+            over k (zoo.inputs.fewest_tokens): ceil(log2 k) batched decodes, assuming quality grows with
             k as nested dropout trains it to.
         """
         x = self._check_images(x)

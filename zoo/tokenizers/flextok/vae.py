@@ -19,7 +19,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from zoo.api import Autoencoder, check_finite, inference, prepare_images
+from zoo.api import Autoencoder, inference
+from zoo.inputs import check_finite, prepare_images
 
 
 @dataclass(frozen=True)

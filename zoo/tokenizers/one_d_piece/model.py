@@ -26,7 +26,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_target_psnr, fewest_tokens, inference, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
+from zoo.inputs import check_target_psnr, fewest_tokens, prepare_images
 from zoo.blocks.maskgit_vqgan import PixelDecoder
 from zoo.blocks.transformer import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop

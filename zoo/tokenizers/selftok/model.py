@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import (FlowOutput, Tokenizer, TokenizerOutput, Tokens, check_finite, check_target_psnr, fewest_tokens,
-                     inference, prepare_images)
+from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, inference
+from zoo.inputs import check_finite, check_target_psnr, fewest_tokens, prepare_images
 from zoo.quantizers.vq import VectorQuantizer
 from zoo.samplers import euler, linspace_timesteps
 
@@ -230,7 +230,7 @@ class Selftok(Tokenizer):
             The flow decoder is stochastic, so the search decodes with fixed noise: the default
             steps and the noise of `decode(tokens, generator=torch.Generator().manual_seed(0))` on
             this batch, which reproduces it (the renderer is deterministic). Bisection over k
-            (zoo.api.fewest_tokens): ceil(log2 K) batched decodes, assuming quality grows with k.
+            (zoo.inputs.fewest_tokens): ceil(log2 K) batched decodes, assuming quality grows with k.
         """
         if target_psnr is not None:
             target_psnr = check_target_psnr(target_psnr)

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
+from zoo.inputs import check_finite
 from zoo.blocks.norm import LayerNorm
 from zoo.blocks.transformer import TransformerBlock
 from zoo.blocks.triplane import TriplaneUpsampler, fourier_features, sample_triplane

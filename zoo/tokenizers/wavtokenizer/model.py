@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference, pad_clips, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
+from zoo.inputs import pad_clips, prepare_audio
 from zoo.blocks.seanet import SEANetEncoder
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone
 from zoo.quantizers.vq import VectorQuantizer

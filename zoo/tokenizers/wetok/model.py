@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, check_finite, inference, prepare_images
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
+from zoo.inputs import check_finite, prepare_images
 from zoo.blocks.resnet import ResBlock
 from zoo.quantizers.lfq import LFQ
 

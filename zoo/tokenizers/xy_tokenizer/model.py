@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference, pad_clips, prepare_audio
+from zoo.api import Tokenizer, TokenizerOutput, Tokens, config_from_dict, inference
+from zoo.inputs import pad_clips, prepare_audio
 from zoo.blocks.attention import Attention
 from zoo.blocks.mlp import Mlp
 from zoo.blocks.vocos import ISTFTHead, VocosBackbone

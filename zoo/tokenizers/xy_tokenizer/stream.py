@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from zoo.api import Tokens, prepare_audio
+from zoo.api import Tokens
+from zoo.inputs import prepare_audio
 from zoo.streaming import HopWindowStream
 
 if TYPE_CHECKING:
