@@ -165,6 +165,14 @@ TOY_FLOW = _spec("toy_flow", ToyFlow, ToyFlowConfig)
 MODULES = {"toy": "toy_family", "toy_audio": "train_toys_audio", "toy_flow": "train_toys_flow"}
 
 
+def toy_hooks():
+    """toy_flow's training hooks (zoo.train.families.HOOKS): the pass is looked up on the class at each call, so that
+    tests can replace ToyFlow.flow_forward."""
+    from zoo.train.families import TrainingHooks
+
+    return {"toy_flow": TrainingHooks(flow_forward=lambda model, x, **kw: model.flow_forward(x, **kw))}
+
+
 def register() -> None:
     """Add the toy families to zoo's registry in this process (tests and the test launcher only)."""
     import sys
@@ -177,6 +185,9 @@ def register() -> None:
         mod.FAMILY = spec
         sys.modules[MODULES[name]] = mod
     registry.FAMILIES = tuple(registry.FAMILIES) + tuple(n for n in MODULES if n not in registry.FAMILIES)
+    from zoo.train.families import HOOKS
+
+    HOOKS.update(toy_hooks())
     real = registry._module_name
     if not getattr(real, "_toys", False):
         def module_name(name: str) -> str:

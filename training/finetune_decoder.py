@@ -62,8 +62,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     perceptual = L.build_perceptual(w.perceptual_backbone, w.perceptual_weights).to(info.device) if w.perceptual else None
     model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision)
 
-    def loss_fn(x):
-        recon = model(x).recon
+    def loss_fn(tok, x):  # tok: the unwrapped model; this runs as the wrapped model's forward
+        recon = tok.forward(x).recon
         t = L.reconstruction_terms(w, recon, x, stft=stft, mel=mel, perceptual=perceptual)
         if not t:
             raise ValueError("finetune_decoder: every loss weight is 0; set at least one of l1, l2, stft, mel, perceptual.")

@@ -229,10 +229,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M", info.world_size,
              info.device, precision)
 
-    model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision)
-    # the family's own passes, through the wrapper's forward (DDP gradient sync, FSDP2 gathering)
-    continuous = zd.forward_with(model, family.continuous_forward) if family.continuous_forward else None
-    proxy = zd.forward_with(model, family.proxy_forward) if family.proxy_forward else None
+    model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision,
+                                              forward_methods=family.fsdp_forward_methods)
     models, optimizers, schedulers, scalers = {"model": model}, {"model": (model, opt_g)}, {"model": sched_g}, {"model": scaler_g}
     if disc is not None:
         disc, opt_d, sched_d, scaler_d = prepare(disc, cfg.train, d.optim, info, precision)
@@ -243,18 +241,19 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         semantic, opt_s, sched_s, _ = prepare(semantic, cfg.train, cfg.optim, info, precision)
         models["semantic"], optimizers["semantic"], schedulers["semantic"] = semantic, (semantic, opt_s), sched_s
 
-    def generator_loss(stage: Stage, use_d: bool, fakes: list, item):
+    def generator_loss(stage: Stage, use_d: bool, fakes: list, tok, item):
+        """tok: the unwrapped model; this runs as the wrapped model's forward (zd.loss_forward), passes included."""
         w = stage.weights
         x, text = item
         proxy_terms = {}
         if w.proxy or w.proxy_render or w.proxy_decode:
-            out = proxy(x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
-                        proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w),
-                        continuous=stage.continuous)
+            out = family.proxy_forward(tok, x, proxy_ids=teacher(x) if w.proxy or w.proxy_render else None,
+                                       proxy_decoder=teacher.decode if w.proxy_decode else None, render=needs_recon(w),
+                                       continuous=stage.continuous)
             out.losses = dict(out.losses)
             proxy_terms = {k: out.losses.pop(k) for k in ("proxy", "proxy_render", "proxy_decode") if k in out.losses}
         else:
-            forward = continuous if stage.continuous else model
+            forward = partial(family.continuous_forward, tok) if stage.continuous else tok.forward
             out = forward(**x) if isinstance(x, dict) else forward(x)
         t = {k: getattr(w, k) * v for k, v in proxy_terms.items() if getattr(w, k)}
         t.update(L.reconstruction_terms(w, out.recon, x, stft=stft, mel=mel, perceptual=perceptual))
@@ -297,8 +296,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
         if semantic is not None:
             opt_s.zero_grad(set_to_none=True)
         fakes = []
-        terms = accumulate([model, semantic], zip(micro, texts), accum, partial(generator_loss, stage, use_d, fakes),
-                           scaler_g, precision, info)
+        terms = accumulate([model, semantic], zip(micro, texts), accum,
+                           zd.loss_forward(model, partial(generator_loss, stage, use_d, fakes)), scaler_g, precision, info)
         scaler_g.unscale_(opt_g)
         terms["grad_norm"] = float(zd.clip_grad_norm(model, clip))
         scaler_g.step(opt_g)

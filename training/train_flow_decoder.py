@@ -1,6 +1,7 @@
 """Train a tokenizer whose decoder is a rectified flow (FlexTok, Selftok style) conditioned on its tokens.
 
-The tokenizer keeps the flow's convention: `tok.flow_forward(x, t=t, noise=noise) -> zoo.api.FlowOutput`
+The tokenizer's family names its flow pass (zoo/train/families.py `HOOKS`: flow_forward, flow_noise_shape), in the
+flow's convention: `flow_forward(tok, x, t=t, noise=noise) -> zoo.api.FlowOutput`
 encodes `x`, builds its noisy input from `noise` and the timesteps `t`, and returns the predicted
 velocity and the velocity it should match. This program samples `t` from a logit-normal
 distribution (SD3, arXiv:2403.03206) and `noise` from N(0, I) (shaped like `x`, or like
@@ -24,7 +25,7 @@ import torch
 from zoo.train import distributed as zd
 from zoo.train import losses as L
 from zoo.train.data import DataConfig
-from zoo.train.families import hooks
+from zoo.train.families import families_with, hooks
 from zoo.train.loop import begin, fit, prepare, single_step
 from zoo.train.optim import OptimConfig
 from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
@@ -52,28 +53,29 @@ class ProgramConfig:
 def main(cfg: ProgramConfig, env=os.environ) -> Path:
     info, log, precision = begin("train_flow_decoder", cfg, env)
     model = build_tokenizer(cfg.model)
-    if not hasattr(model, "flow_forward"):
-        raise TypeError(f"{type(model).__name__} has no flow_forward(x, t=, noise=); train_flow_decoder.py trains "
-                        "tokenizers with a flow decoder. Use train_autoencoder.py for the others.")
+    family = hooks(model.family)
+    if family.flow_forward is None:
+        raise TypeError(f"{type(model).__name__} (family {model.family!r}) has no flow_forward hook; "
+                        "train_flow_decoder.py trains tokenizers with a flow decoder "
+                        f"({', '.join(families_with('flow_forward'))}). Use train_autoencoder.py for the others.")
     log.info("model %s: %.2f M parameters; %d process(es) on %s, %s", type(model).__name__,
              model.num_parameters() / 1e6, info.world_size, info.device, precision)
-    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision)
-    flow_forward = zd.forward_method(model, "flow_forward")
-    family = hooks(zd.unwrap(model).family)
+    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision,
+                                        forward_methods=family.fsdp_forward_methods)
     repa = family.repa_encoder(zd.unwrap(model)) if family.repa_encoder else None  # frozen; never saved or trained
-    noise_shape = getattr(zd.unwrap(model), "flow_noise_shape", lambda x: tuple(x.shape))  # default: noise like the input
+    noise_shape = family.flow_noise_shape or (lambda tok, x: tuple(x.shape))  # default: noise like the input
 
-    def loss_fn(x):
+    def loss_fn(tok, x):  # tok: the unwrapped model; this runs as the wrapped model's forward (DDP / FSDP2)
         t = L.logit_normal_timesteps(x.shape[0], cfg.flow.t_mean, cfg.flow.t_std, device=info.device)
         if cfg.flow.t_one_prob > 0:
             t = torch.where(torch.rand(t.shape, device=t.device) < cfg.flow.t_one_prob, torch.ones_like(t), t)
         # the flow's noise has the shape of what the flow runs on (a VAE latent for FlexTok)
-        noise = torch.randn(noise_shape(x), device=x.device, dtype=x.dtype)
+        noise = torch.randn(noise_shape(tok, x), device=x.device, dtype=x.dtype)
         extra = {}
         if repa is not None:
             with torch.no_grad():
                 extra["repa_target"] = repa(x)
-        out = flow_forward(x, t=t, noise=noise, **extra)  # through the wrapper's hooks (DDP / FSDP2)
+        out = family.flow_forward(tok, x, t=t, noise=noise, **extra)
         flow = L.flow_matching_loss(out.velocity, out.target)
         quant = L.sum_losses(out.losses, cfg.flow.quantizer_weight).to(flow.device)
         loss = flow + quant

@@ -27,6 +27,10 @@ def toys(monkeypatch):
         mod.FAMILY = spec
         monkeypatch.setitem(sys.modules, train_toys.MODULES[name], mod)
     monkeypatch.setattr(registry, "FAMILIES", tuple(registry.FAMILIES) + tuple(train_toys.MODULES))
+    from zoo.train.families import HOOKS
+
+    for name, h in train_toys.toy_hooks().items():
+        monkeypatch.setitem(HOOKS, name, h)
     real = registry._module_name
     monkeypatch.setattr(registry, "_module_name", lambda n: train_toys.MODULES.get(n) or real(n))
     return registry

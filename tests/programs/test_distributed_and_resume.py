@@ -1,4 +1,5 @@
-"""Real processes: torchrun with 2 CPU processes (gloo) keeps identical replicas; a run killed with
+"""Real processes: torchrun with 2 CPU processes (gloo) keeps identical replicas (the toy autoencoder, One-D-Piece's
+stages whose passes leave parameters without gradients, FlexTok under FSDP2 as under DDP); a run killed with
 SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
 
 from __future__ import annotations
@@ -47,6 +48,56 @@ def test_torchrun_two_processes_keep_identical_replicas(image_dir, tmp_path, str
             assert a == b
         assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # per-rank random streams
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def _torchrun(program: str, recipe, *overrides: str, launcher: bool = False):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           *([str(LAUNCH)] if launcher else []), str(REPO / "training" / program), str(recipe), *overrides]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240, cwd=REPO)
+
+
+ODP_STAGES = ("loss.stages=[{name: warm-up, from_step: 0, continuous: true, weights: {proxy_decode: 1.0, quantizer: 0.0}},"
+              " {name: proxy, from_step: 1, weights: {proxy: 1.0, quantizer: 0.0}}]")
+
+
+def test_one_d_piece_stages_that_leave_parameters_without_gradients_keep_identical_replicas(image_dir, tmp_path):
+    """The continuous warm-up (the quantizer's losses computed, weighted 0; the pixel decoder skipped) and a proxy
+    stage with quantizer 0: the codebook is in the pass's graph but gets no gradient. Each step's checkpoint compares
+    the ranks' parameters (save_checkpoint raises if they differ)."""
+    from zoo.train.proxy import PatchKMeansTeacher
+
+    teacher = tmp_path / "teacher.safetensors"
+    PatchKMeansTeacher(torch.rand(32, 3 * 8 * 8, generator=torch.Generator().manual_seed(0)), 8).save(teacher)
+    common = [f"data.paths=[{image_dir}]", f"loss.proxy_teacher={teacher}", ODP_STAGES]
+    proc = _torchrun("train_autoencoder.py", SMOKE / "one_d_piece.yaml", *common, f"train.run_dir={tmp_path / 'run'}",
+                     "train.find_unused_parameters=true")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for step in (1, 2):
+        a, b = torch.load(tmp_path / "run" / "checkpoints" / f"step_{step:08d}.pt", weights_only=True)["replicas"]["model"]
+        assert a == b
+    # without find_unused_parameters DDP cannot average anything: one sentence, at the first step
+    proc = _torchrun("train_autoencoder.py", SMOKE / "one_d_piece.yaml", *common, f"train.run_dir={tmp_path / 'bad'}")
+    assert proc.returncode != 0 and "set train.find_unused_parameters: true" in proc.stderr, proc.stderr[-4000:]
+
+
+def test_flextok_trains_under_fsdp_as_under_ddp(image_dir, tmp_path):
+    """FlexTok's flow pass calls decoder.condition / uncondition outside the decoder's forward; under FSDP2 they gather
+    the decoder's shards (the family's fsdp_forward_methods). Two steps (nested and condition dropout on, REPA off):
+    the same weights as DDP."""
+    pytest.importorskip("diffusers", reason="FlexTok's VAE is diffusers' AutoencoderKL")
+    common = [f"data.paths=[{image_dir}]", "train.find_unused_parameters=true", "train.ema_decay=0",
+              "model.config.repa_encoder=''", "model.config.repa_dim=0"]
+    runs = {}
+    for strategy in ("fsdp", "ddp"):
+        proc = _torchrun("train_flow_decoder.py", SMOKE / "flextok.yaml", *common, f"train.strategy={strategy}",
+                         f"train.run_dir={tmp_path / strategy}")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        runs[strategy] = load_file(tmp_path / strategy / "final" / "model.safetensors")
+    start = torch.load(tmp_path / "ddp" / "checkpoints" / "step_00000001.pt", weights_only=True)["models"]["model"]
+    assert runs["fsdp"].keys() == runs["ddp"].keys()
+    for k, v in runs["ddp"].items():
+        torch.testing.assert_close(runs["fsdp"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert any(not torch.equal(start[k], v) for k, v in runs["ddp"].items())  # the second step trained
 
 
 def test_killed_run_resumes_to_the_same_weights(toys, image_dir, tmp_path):

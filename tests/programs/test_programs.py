@@ -95,6 +95,19 @@ def test_flow_program_rejects_a_model_without_flow_forward(toys, image_dir, tmp_
             [f"data.paths=[{image_dir}]", f"train.run_dir={tmp_path}", "model.family=toy", "model.config={}"])
 
 
+def test_flow_program_chooses_the_pass_by_family_not_by_attribute(toys, image_dir, tmp_path, monkeypatch):
+    """A method named flow_forward does not make a flow model: the family's hook (zoo.train.families) does."""
+    from toy_family import ToyTokenizer
+
+    def flow_forward(self, x, *, t, noise):
+        raise AssertionError("train_flow_decoder.py called a method found by name")
+
+    monkeypatch.setattr(ToyTokenizer, "flow_forward", flow_forward, raising=False)
+    with pytest.raises(TypeError, match="family 'toy'.*no flow_forward hook.*flextok, selftok"):
+        run("train_flow_decoder", "flow_decoder.yaml",
+            [f"data.paths=[{image_dir}]", f"train.run_dir={tmp_path}", "model.family=toy", "model.config={}"])
+
+
 @pytest.mark.parametrize("source", ["folder", "catalogue"])
 def test_finetune_changes_only_the_unfrozen_parts(toys, image_dir, tmp_path, monkeypatch, source):
     from toy_family import ToyConfig, ToyTokenizer

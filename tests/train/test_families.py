@@ -10,6 +10,16 @@ def test_hooks_name_registered_families_and_default_to_none():
     assert families_with("continuous_forward") == ["one_d_piece", "vat"]
     assert families_with("proxy_forward") == ["one_d_piece"]
     assert families_with("repa_encoder") == ["flextok"]
+    assert families_with("flow_forward") == families_with("flow_noise_shape") == ["flextok", "selftok"]
+    assert hooks("flextok").fsdp_forward_methods == ("decoder.condition", "decoder.uncondition")
+
+
+def test_flow_hooks_are_the_models_passes():
+    """train_flow_decoder.py calls hooks(family).flow_forward(model, x, t=, noise=): FlexTok's and Selftok's own."""
+    for name in families_with("flow_forward"):
+        spec = registry.family(name)
+        h = hooks(name)
+        assert h.flow_forward is spec.tokenizer.flow_forward and h.flow_noise_shape is spec.tokenizer.flow_noise_shape
 
 
 def test_hooks_reach_the_model():

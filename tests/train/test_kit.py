@@ -174,3 +174,26 @@ def test_ema_and_atomic_checkpoint(tmp_path):
     assert torch.equal(m2.weight, m.weight) and torch.equal(ema2.shadow["weight"], ema.shadow["weight"])
     with pytest.raises(ValueError, match="this run has 2"):
         ckpt.load_checkpoint(path, DistInfo(world_size=2, backend="gloo"), models={"m": m2})
+
+
+def test_loss_forward_runs_the_loss_as_the_forward_with_the_class_forward_inside():
+    """zd.loss_forward: the loss is the module's forward (one call through __call__ and its hooks), the class's
+    forward is callable inside it, and the logged terms come back detached (DDP reads the graph of the outputs)."""
+    from torch import nn
+
+    from zoo.train import distributed as zd
+
+    model = nn.Linear(3, 2)
+    calls = []
+    model.register_forward_pre_hook(lambda m, args: calls.append(len(args)))
+
+    def loss_fn(inner, x):
+        y = inner.forward(x)  # the class's forward: no second trip through the hooks
+        loss = y.pow(2).mean()
+        return loss, {"loss": loss, "y0": y[0, 0]}
+
+    loss, logged = zd.loss_forward(model, loss_fn)(torch.ones(4, 3))
+    assert calls == [1] and "forward" not in vars(model)
+    assert loss.requires_grad and not any(v.requires_grad for v in logged.values())
+    loss.backward()
+    assert model.weight.grad is not None

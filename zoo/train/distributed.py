@@ -107,12 +107,15 @@ def seed_all(seed: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # wrapping
 # ----------------------------------------------------------------------------------------------
-def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_parameters: bool = False) -> nn.Module:
+def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_parameters: bool = False,
+         forward_methods: tuple[str, ...] = ()) -> nn.Module:
     """Put `model` on the device and wrap it for data parallel training.
 
     strategy: "none" (single process only), "ddp" (DistributedDataParallel: parameters
     broadcast from rank 0), "fsdp" (FSDP2 `fully_shard`: each top-level child with parameters is
     one shard unit (the elements of a ModuleList), then the root; every rank must have built identical initial weights).
+    forward_methods: "child.method" names (a family's `fsdp_forward_methods`) of methods that a training pass calls
+    outside the child's forward; under FSDP2 they gather the child's parameters as its forward does.
     A model without trainable parameters (fully frozen) is returned unwrapped.
     """
     if strategy not in STRATEGIES:
@@ -129,7 +132,7 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
 
         ids = [info.device.index] if info.device.type == "cuda" else None
         return DDP(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
     units = []
     for child in model.children():  # containers have no forward: their elements become the units
@@ -138,6 +141,13 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
         if any(p.requires_grad for p in unit.parameters()):
             fully_shard(unit)
     fully_shard(model)
+    for name in forward_methods:
+        child, _, method = name.rpartition(".")
+        module = model.get_submodule(child)
+        if not isinstance(module, FSDPModule):
+            raise ValueError(f"{name}: {type(module).__name__} at {child!r} is not an FSDP2 shard unit (a top-level "
+                             "child with trainable parameters), so its method cannot gather its parameters.")
+        register_fsdp_forward_method(module, method)
     return model
 
 
@@ -238,24 +248,53 @@ def get_logger(name: str, info: DistInfo) -> logging.Logger:
 
 def forward_with(model: nn.Module, fn):
     """A callable that runs `fn(unwrapped model, ...)` as the model's forward, for training passes other than
-    `forward` (a family's pass in zoo.train.<family>, a tokenizer's `flow_forward`). The call goes through the
-    wrapper: DDP's forward (gradient sync) and FSDP2's forward hooks (sharded parameters gathered, the root's
-    included); unwrapped, through the module's own hooks."""
+    `forward` (a family's pass in zoo.train.<family>, a tokenizer's `flow_forward`, a whole loss: `loss_forward`).
+    The call goes through the wrapper: DDP's forward (gradient sync) and FSDP2's forward hooks (sharded parameters
+    gathered, the root's included); unwrapped, through the module's own hooks. Inside `fn` the class's forward is
+    back: call `model.forward(x)` there, not `model(x)`, which would run the wrapper's hooks a second time."""
     inner = unwrap(model)
 
     def call(*args, **kwargs):
-        inner.forward = functools.partial(fn, inner)  # an instance attribute shadows the class's forward for one call
+        def once(*a, **k):
+            del inner.forward  # the class's forward again, for calls inside fn
+            return fn(inner, *a, **k)
+
+        inner.forward = once  # an instance attribute shadows the class's forward for one call
         try:
             return model(*args, **kwargs)
         finally:
-            del inner.forward
+            inner.__dict__.pop("forward", None)
 
     return call
 
 
-def forward_method(model: nn.Module, name: str):
-    """forward_with for a method of the model: `model.<name>(...)` through the wrapper's hooks."""
-    inner = unwrap(model)
-    if not hasattr(inner, name):
-        raise AttributeError(f"{type(inner).__name__} has no method {name}().")
-    return forward_with(model, getattr(type(inner), name))
+def loss_forward(model: nn.Module, loss_fn):
+    """`loss_fn(unwrapped model, item) -> (loss, {name: tensor to log})` computed whole as the model's forward
+    (forward_with), the logged tensors detached: -> a callable item -> (loss, logged).
+
+    DDP's reducer learns which parameters will get a gradient from the autograd graph of the forward's outputs
+    (find_unused_parameters), or expects all of them; it all-reduces a bucket only once every parameter in it
+    has its gradient. A pass that returns tensors the loss does not use (a quantizer loss weighted 0, a codebook
+    bypassed in a continuous stage) leaves parameters in that graph that never get one, and the buckets holding
+    them are never averaged. With the loss as the output, the graph DDP reads is exactly the one backward runs."""
+
+    def fn(inner, item):
+        loss, logged = loss_fn(inner, item)
+        return loss, {k: v.detach() if isinstance(v, Tensor) else v for k, v in logged.items()}
+
+    return forward_with(model, fn)
+
+
+def check_gradients(model: nn.Module) -> None:
+    """After a synchronised backward under DDP without find_unused_parameters: every trainable parameter must
+    have a gradient, else DDP never averages the bucket holding it and the replicas drift apart. Raises naming
+    them. A module whose forward did not run this step (no gradient at all) passes."""
+    if type(model).__name__ != "DistributedDataParallel" or model.find_unused_parameters:
+        return
+    trainable = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad]
+    missing = [n for n, p in trainable if p.grad is None]
+    if missing and len(missing) < len(trainable):
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise RuntimeError(f"{len(missing)} trainable parameters of {type(model.module).__name__} got no gradient in "
+                           f"this step ({shown}), so DDP cannot average the others; set "
+                           "train.find_unused_parameters: true in the recipe.")

@@ -4,6 +4,7 @@
     model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision)   # wrap + optimiser
     step = single_step(model, opt, sched, scaler, loss_fn, cfg.train, precision, info)  # or the program's own:
     # step(i, next_batch) -> {term: value}, built from accumulate(...) and update(...)
+    # loss_fn(model, batch) -> (loss, {term: tensor}) runs as the wrapped model's forward (zd.loss_forward)
     fit(cfg, info, log, step, models=..., optimizers=..., schedulers=..., scalers=..., training="...")
 
 `fit` does what every program does the same way: resume (`train.resume`: models, optimisers,
@@ -41,10 +42,13 @@ def begin(name: str, cfg, env: Mapping[str, str] = os.environ):
     return info, log, precision
 
 
-def prepare(module: nn.Module, train: TrainConfig, optim: OptimConfig, info: zd.DistInfo, precision: str):
+def prepare(module: nn.Module, train: TrainConfig, optim: OptimConfig, info: zd.DistInfo, precision: str, *,
+            forward_methods: tuple[str, ...] = ()):
     """Wrap a module for the run (DDP / FSDP2 under torchrun) and give it an optimiser, its LR schedule
-    and an fp16 grad scaler: -> (wrapped module, optimizer, scheduler, scaler)."""
-    module = zd.wrap(module, train.strategy, info, find_unused_parameters=train.find_unused_parameters)
+    and an fp16 grad scaler: -> (wrapped module, optimizer, scheduler, scaler). forward_methods: the family's
+    `fsdp_forward_methods` (zoo.train.families)."""
+    module = zd.wrap(module, train.strategy, info, find_unused_parameters=train.find_unused_parameters,
+                     forward_methods=forward_methods)
     opt = build_optimizer(module.parameters(), optim)
     return module, opt, build_scheduler(opt, optim, train.steps), zd.grad_scaler(precision, info.device)
 
@@ -53,7 +57,8 @@ def accumulate(modules: list, items: Iterable, n: int, loss_fn: Callable[[Any], 
                precision: str, info: zd.DistInfo) -> dict[str, float]:
     """Forward and backward over `n` micro-batches (`items`, drawn lazily), gradients summed as for one
     batch n times larger; `modules` sync their gradients on the last one only. `loss_fn(item)` runs
-    under autocast and returns (loss, {name: tensor to log}); -> {name: mean over the micro-batches}."""
+    under autocast and returns (loss, {name: tensor to log}); -> {name: mean over the micro-batches}.
+    Under DDP, `loss_fn` is the model's forward (`zd.loss_forward`), so that DDP sees what the loss uses."""
     terms: dict[str, float] = {}
     for i, item in enumerate(items):
         with contextlib.ExitStack() as sync:  # around forward AND backward: FSDP2 reads the flag in backward
@@ -64,6 +69,8 @@ def accumulate(modules: list, items: Iterable, n: int, loss_fn: Callable[[Any], 
             scaler.scale(loss / n).backward()
         for k, v in logged.items():
             terms[k] = terms.get(k, 0.0) + float(v.detach()) / n
+    for m in modules:
+        zd.check_gradients(m)
     return terms
 
 
@@ -79,11 +86,14 @@ def update(module: nn.Module, opt, sched, scaler, clip: float) -> float:
 
 def single_step(model: nn.Module, opt, sched, scaler, loss_fn, train: TrainConfig, precision: str, info: zd.DistInfo):
     """The step of a program with one model and one optimiser: `train.grad_accum` micro-batches through
-    `loss_fn` (see `accumulate`), then one update. -> `step(i, next_batch)` for `fit`."""
+    `loss_fn(unwrapped model, batch) -> (loss, {name: tensor})`, run as the model's forward (`zd.loss_forward`;
+    call `model.forward(x)` or another pass in it), then one update. -> `step(i, next_batch)` for `fit`."""
+    loss = zd.loss_forward(model, loss_fn)
+
     def step(i, next_batch):
         opt.zero_grad(set_to_none=True)
         micro = (next_batch().to(info.device, non_blocking=True) for _ in range(train.grad_accum))
-        terms = accumulate([model], micro, train.grad_accum, loss_fn, scaler, precision, info)
+        terms = accumulate([model], micro, train.grad_accum, loss, scaler, precision, info)
         terms["grad_norm"] = update(model, opt, sched, scaler, train.clip_grad_norm)
         return terms
 
