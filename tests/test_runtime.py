@@ -221,3 +221,28 @@ def test_tokens_cat_inverts_slicing():
         Tokens.cat([t[0:1], Tokens(ids=t.ids[1:2], meta={"family": "y"})])
     with pytest.raises(ValueError, match="layout"):
         Tokens.cat([t, Tokens(ids=torch.zeros(1, 5, dtype=torch.long))])
+
+
+def test_low_precision_weight_cache_changes_nothing_but_speed(tiny, monkeypatch):
+    """bf16 with the cached bf16 weights gives exactly what autocast's own per-call cast gives; the fp32
+    parameters stay fp32; a weight changed in place is picked up in the next call."""
+    x, kw = tiny.example_input(2, torch.Generator().manual_seed(0))
+    saved = {k: v.clone() for k, v in tiny.state_dict().items()}
+    tiny.set_precision("bf16")
+    t_cached, y_cached = _run(tiny, x, kw)
+    assert all(p.dtype == torch.float32 for p in tiny.parameters())
+    with monkeypatch.context() as m:
+        m.setattr(runtime, "cache_low_precision_weights", lambda *a, **k: [])
+        tiny.set_precision("bf16")
+        t_plain, y_plain = _run(tiny, x, kw)
+        assert torch.equal(t_cached.ids, t_plain.ids) and torch.equal(y_cached, y_plain)
+        with torch.no_grad():
+            for p in tiny.parameters():
+                p.mul_(0.9)
+        t_changed, y_changed = _run(tiny, x, kw)
+    tiny.set_precision("bf16")  # the cache again
+    t_again, y_again = _run(tiny, x, kw)
+    assert torch.equal(t_again.ids, t_changed.ids) and torch.equal(y_again, y_changed)
+    tiny.load_state_dict(saved)  # in place (copy_), after the cache was filled
+    t_back, y_back = _run(tiny, x, kw)
+    assert torch.equal(t_back.ids, t_cached.ids) and torch.equal(y_back, y_cached)

@@ -375,9 +375,11 @@ class Model(nn.Module):
             h.remove()
         self._fp32_hooks = []
         if p != "fp32":
-            for name in self.fp32_modules:
-                module = self.get_submodule(name)
+            islands = tuple(self.get_submodule(name) for name in self.fp32_modules)
+            for module in islands:
                 self._fp32_hooks += runtime.keep_fp32(module)
+            if not self.compiled:  # its hooks would make torch.compile recompile on every call
+                self._fp32_hooks += runtime.cache_low_precision_weights(self, runtime.PRECISIONS[p], skip=islands)
         self._precision = p
         return self
 
@@ -391,13 +393,14 @@ class Model(nn.Module):
             self.max_batch = max_batch
         if device is not None:
             self.to(runtime.resolve_device(device))
-        if precision is not None:
-            self.set_precision(precision)
         if compile and not self.compiled:
             for name, child in self.named_children():
                 if name not in self.fp32_modules and any(True for _ in child.parameters()):
                     child.compile(dynamic=True)
             self.compiled = True
+            self.set_precision(self._precision)  # compiled graphs cast weights themselves: no weight cache
+        if precision is not None:
+            self.set_precision(precision)
         return self
 
     def autocast(self):

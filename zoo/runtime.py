@@ -5,7 +5,9 @@ A family declares its policy once, as `Tokenizer.fp32_modules`: the submodules t
 ids or numerics depend on them (quantizer distances and argmin / sign, STFT / iSTFT and mel front
 ends). Everything else in encode / decode runs under `torch.autocast` at the chosen precision:
 convolutions, attention, MLPs, flow and diffusion decoders. Precision "fp32" disables autocast
-altogether, so the official numerics (and the parity fixtures) stay exact.
+altogether, so the official numerics (and the parity fixtures) stay exact. Under bf16 / fp16 the
+Linear and Conv weights outside the fp32 islands are also kept as a reduced-precision copy
+(`cache_low_precision_weights`), so autocast does not cast them again in every call.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _PRECISION_ALIASES = {
@@ -115,6 +118,46 @@ def keep_fp32(module: nn.Module) -> list:
         module.register_forward_pre_hook(pre, with_kwargs=True),
         module.register_forward_hook(post, with_kwargs=True, always_call=True),
     ]
+
+
+_CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+
+
+def cache_low_precision_weights(model: nn.Module, dtype: torch.dtype, skip: tuple[nn.Module, ...] = ()) -> list:
+    """Keep a `dtype` copy of each Linear / Conv weight and bias outside `skip` and use it in inference
+    under autocast, instead of autocast casting the fp32 weights again in every call (10-15% of a
+    single-pass decode on CPU). The fp32 parameters stay as they are (state_dict, training, fp32 runs);
+    a copy is remade when its parameter changes. Returns the hook handles (remove them to undo)."""
+    skipped = {id(m) for s in skip for m in s.modules()}
+    handles = []
+    for module in model.modules():
+        if not isinstance(module, _CAST_LAYERS) or id(module) in skipped or parametrize.is_parametrized(module):
+            continue
+        cache: dict[str, tuple[tuple, Tensor]] = {}
+        saved: list[dict[str, nn.Parameter]] = []
+
+        def pre(mod, args, cache=cache, saved=saved):
+            x = next((a for a in args if isinstance(a, Tensor)), None)
+            if x is None or not torch.is_inference_mode_enabled() or not torch.is_autocast_enabled(x.device.type):
+                return
+            originals = {}
+            for name in ("weight", "bias"):
+                p = mod._parameters.get(name)
+                if p is None:
+                    continue
+                key = (p.data_ptr(), p._version, p.device, dtype)
+                if name not in cache or cache[name][0] != key:
+                    cache[name] = (key, p.detach().to(dtype))
+                originals[name] = p
+                mod._parameters[name] = cache[name][1]  # a plain tensor for this call: autocast leaves it as it is
+            saved.append(originals)
+
+        def post(mod, args, output, saved=saved):
+            if saved:
+                mod._parameters.update(saved.pop())
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post, always_call=True)]
+    return handles
 
 
 def move_to(value: Any, device: torch.device) -> Any:
