@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.train import losses as L
-from zoo.train.data import DataConfig
 from zoo.train.loop import begin, fit, prepare, single_step
 from zoo.train.optim import OptimConfig
-from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
+from zoo.train.recipe import ModelConfig, ProgramSections, build_tokenizer, read_recipe
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,9 @@ class LossWeights:
 
 
 @dataclass(frozen=True)
-class ProgramConfig:
+class ProgramConfig(ProgramSections):
     program: str = "finetune_decoder"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(freeze=("encoder", "quantizer")))
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
     loss: LossWeights = field(default_factory=LossWeights)
 

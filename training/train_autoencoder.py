@@ -40,13 +40,12 @@ import torch
 
 from zoo.train import distributed as zd
 from zoo.train import losses as L
-from zoo.train.data import DataConfig
 from zoo.train.discriminators import build_discriminator
 from zoo.train.families import families_with, hooks
 from zoo.train.loop import accumulate, begin, fit, prepare, update
 from zoo.train.optim import OptimConfig
 from zoo.train.proxy import PatchKMeansTeacher, load_teacher
-from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
+from zoo.train.recipe import ProgramSections, build_tokenizer, read_recipe
 from zoo.train.semantic_lm import ASRAlignment, build_lm
 
 
@@ -113,12 +112,8 @@ class DiscriminatorConfig:
 
 
 @dataclass(frozen=True)
-class ProgramConfig:
+class ProgramConfig(ProgramSections):
     program: str = "train_autoencoder"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 

@@ -24,11 +24,9 @@ import torch
 
 from zoo.train import distributed as zd
 from zoo.train import losses as L
-from zoo.train.data import DataConfig
 from zoo.train.families import families_with, hooks
 from zoo.train.loop import begin, fit, prepare, single_step
-from zoo.train.optim import OptimConfig
-from zoo.train.recipe import ModelConfig, TrainConfig, build_tokenizer, read_recipe
+from zoo.train.recipe import ProgramSections, build_tokenizer, read_recipe
 
 
 @dataclass(frozen=True)
@@ -41,12 +39,8 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
-class ProgramConfig:
+class ProgramConfig(ProgramSections):
     program: str = "train_flow_decoder"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
 
 

@@ -21,6 +21,9 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
+from zoo.train.data import DataConfig
+from zoo.train.optim import OptimConfig
+
 
 # ----------------------------------------------------------------------------------------------
 # common recipe sections
@@ -51,6 +54,17 @@ class TrainConfig:
     resume: str = "auto"  # auto (latest in run_dir, if any) | never | a checkpoint path
     tensorboard: bool = True
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class ProgramSections:
+    """The sections every training program's recipe has; a program's ProgramConfig adds its own (loss, flow ...)."""
+
+    program: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
 
 # ----------------------------------------------------------------------------------------------
