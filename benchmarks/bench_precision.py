@@ -60,7 +60,7 @@ SETTING = {  # what a row measures, where the default ("10 s clip", "HxW images"
 
 def encode_decode(tok, batch: int):
     """(encode(), decode(tokens)) callables on the input the official run used."""
-    from zoo.pipelines.bench import bench_input
+    from zoo.pipelines.bench import bench_input, decode_kwargs
 
     name = tok.variant
     if name in LATENT_INPUT:
@@ -78,8 +78,7 @@ def encode_decode(tok, batch: int):
     dkw = DECODE_KWARGS.get(name, {})
 
     def decode(tokens):
-        g = {"generator": torch.Generator().manual_seed(0)} if tok.stochastic_decoder else {}
-        return tok.decode(tokens, **dkw, **g)
+        return tok.decode(tokens, **dkw, **decode_kwargs(tok))
 
     return (lambda: tok.encode(x, **kw)), decode
 

@@ -350,6 +350,13 @@ class Model(nn.Module):
         self.compiled = False
 
     @property
+    def input_size(self) -> tuple[int, int] | None:
+        """Images: (H, W) that file readers (CLI, pipelines) resize and centre-crop to: the size encode takes,
+        or for a family that takes any size (WeTok: multiples of f) the training size, as upstream evaluates."""
+        side = getattr(self.cfg, "image_size", None) if self.modality == "image" else None
+        return (side, side) if side else None
+
+    @property
     def device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
@@ -445,13 +452,6 @@ class Tokenizer(Model):
         return self.cfg.codebook_size
 
     @property
-    def input_size(self) -> tuple[int, int] | None:
-        """Images: (H, W) that file readers (CLI, pipelines) resize and centre-crop to: the size encode takes,
-        or for a family that takes any size (WeTok: multiples of f) the training size, as upstream evaluates."""
-        side = getattr(self.cfg, "image_size", None) if self.modality == "image" else None
-        return (side, side) if side else None
-
-    @property
     def sample_rate(self) -> int | None:
         """Audio: the rate the model runs at (inputs are resampled to it)."""
         return getattr(self.cfg, "sample_rate", None) if self.modality == "audio" else None
@@ -462,8 +462,10 @@ class Tokenizer(Model):
 
     @property
     def token_rate(self) -> float:
-        """Tokens per second (audio), per image (image) or per shape (3d)."""
-        raise NotImplementedError(f"{type(self).__name__} must define token_rate")
+        """Tokens per second (audio), per image (image) or per shape (3d); a 1D family's is its max_tokens."""
+        if self.max_tokens is None:
+            raise NotImplementedError(f"{type(self).__name__} must define token_rate")
+        return float(self.max_tokens)
 
     def stream_encoder(self):
         """Audio families: a stateful encoder, `push(chunk) -> Tokens` of what is final, then `flush()`."""

@@ -50,7 +50,7 @@ def bench_input(tok: Tokenizer, batch_size: int, seconds: float = 10.0, image_si
     return x, kw
 
 
-def _decode_kwargs(tok: Tokenizer) -> dict:
+def decode_kwargs(tok: Tokenizer) -> dict:
     # the same noise for every call and for the fp32 reference
     return {"generator": torch.Generator().manual_seed(0)} if tok.stochastic_decoder else {}
 
@@ -73,7 +73,7 @@ def bench(tok: Tokenizer, *, batch_size: int = 1, seconds: float = 10.0, image_s
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t_enc, tokens = _timed(lambda: tok.encode(x, **kw), device, repeats)
-    t_dec, out = _timed(lambda: tok.decode(tokens, **_decode_kwargs(tok)), device, repeats)
+    t_dec, out = _timed(lambda: tok.decode(tokens, **decode_kwargs(tok)), device, repeats)
     row = {
         "name": tok.variant or type(tok).__name__,
         "device": str(device),
@@ -102,9 +102,9 @@ def agreement(reference: Tokenizer, tok: Tokenizer, x: Tensor, kw: dict, tokens=
     from zoo import metrics
 
     tokens = tokens if tokens is not None else tok.encode(x, **kw)
-    out = out if out is not None else tok.decode(tokens, **_decode_kwargs(tok))
+    out = out if out is not None else tok.decode(tokens, **decode_kwargs(tok))
     ref_tokens = reference.encode(x, **kw)
-    ref_out = reference.decode(ref_tokens, **_decode_kwargs(reference))
+    ref_out = reference.decode(ref_tokens, **decode_kwargs(reference))
     row = {"ids_equal": round(float((tokens.ids.cpu() == ref_tokens.ids.cpu()).float().mean()), 5)}
     if isinstance(out, Tensor) and isinstance(ref_out, Tensor):
         a, b = out.detach().float().cpu(), ref_out.detach().float().cpu()

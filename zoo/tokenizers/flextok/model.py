@@ -319,10 +319,6 @@ class FlexTok(Tokenizer):
         return self.cfg.num_registers
 
     @property
-    def token_rate(self) -> float:
-        return float(self.cfg.num_registers)
-
-    @property
     def latent_factor(self) -> int:
         """Pixels per latent-patch side (VAE factor x patch size)."""
         return self.cfg.vae_factor * self.cfg.patch_size

@@ -114,10 +114,6 @@ class FlexTokVAE(Autoencoder):
         return load_released_vae(config_file, weights_file, expected)
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.cfg.image_size, self.cfg.image_size)
-
-    @property
     def scaling_factor(self) -> float:
         if self.cfg.scaling_factor is None:
             raise ValueError("This FlexTokVAE was built without a scaling factor (a catalogue config); load it with "

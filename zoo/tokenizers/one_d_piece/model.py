@@ -233,10 +233,6 @@ class OneDPiece(Tokenizer):
     # -- properties ----------------------------------------------------------------------------
 
     @property
-    def token_rate(self) -> float:
-        return float(self.cfg.num_latent_tokens)
-
-    @property
     def max_tokens(self) -> int:
         """Any prefix 1..max_tokens decodes (`zoo eval` sweeps it)."""
         return self.cfg.num_latent_tokens
