@@ -28,13 +28,14 @@ def test_pointwise_sconv1d_equals_conv1d():
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("alpha", [1.0, 0.5])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 1.5])
 def test_fast_elu_matches_aten_elu(alpha):
     """Inference ELU (exp - 1): within 1e-7 of F.elu over the whole range, finite at the extremes;
     with autograd it is F.elu itself (same values and gradients)."""
     from zoo.blocks.seanet import ELU
 
-    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4])])
+    x = torch.cat([torch.linspace(-100, 100, 20001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4]),
+                   -torch.logspace(-12, 0, 500)])  # near 0-: where exp(x) - 1 and x are one ulp apart
     with torch.inference_mode():
         fast = ELU(alpha)(x)
     ref = torch.nn.functional.elu(x, alpha)
