@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_precision.py --models wavtokenizer-small-40tps --batches 1 8
     PYTHONPATH=. python benchmarks/bench_precision.py --models flextok-d12-d12-in1k selftok-512-renderer --batches 1
+    PYTHONPATH=. python benchmarks/bench_precision.py --models selftok-512 --batches 1 --precisions bf16 --warmup 0 --repeats 2  # 50-step decode: minutes
 
 The official times are those of ../shared/research/perf_official.md (2 threads, min of 3, an idle
 machine whose 2048^2 fp32 matmul ran at 185 GFLOP/s). This run measures its own matmul peak (fp32 and
@@ -41,6 +42,7 @@ OFFICIAL = {
     ("flextok-d12-d12-in1k", 8): (2.29 * 8, 39.2 * 8),
     ("selftok-512-renderer", 1): (0.800, 9.81),  # encode from an SD3 latent; decode: the one-step renderer
     ("selftok-512-renderer", 8): (0.800 * 8, 9.81 * 8),
+    ("selftok-512", 1): (0.800, 10.56 * 50),  # decode: 50 flow steps; official extrapolated from one velocity call
     ("xy-tokenizer-16k", 8): (19.2 * 8, 11.3 * 8),
 }
 # Rows whose official time is a smaller batch's, scaled: said in the card.
@@ -50,11 +52,13 @@ OFFICIAL_PEAK_GFLOPS = 185.0
 # What the official run did, where our defaults differ: audio seconds, decode options.
 SECONDS = {"xy-tokenizer-16k": 30.0}
 DECODE_KWARGS = {"flextok-d12-d12-in1k": {"steps": 25, "guidance_scale": 7.5, "apg": True}}
-LATENT_INPUT = {"selftok-512-renderer"}
+LATENT_INPUT = {"selftok-512-renderer", "selftok-512"}
 SETTING = {  # what a row measures, where the default ("10 s clip", "HxW images") does not say it
     "xy-tokenizer-16k": "30 s clip",
     "flextok-d12-d12-in1k": "256x256 images; decode 25 steps, CFG 7.5 + APG",
     "selftok-512-renderer": "encode from a 16x32x32 SD3 latent; decode with the one-step renderer",
+    "selftok-512": "encode from a 16x32x32 SD3 latent; decode: 50-step flow sampler (official: 50 x its one timed "
+                   "velocity call, 10.56 s; the official sampler also re-runs the encoder every step)",
 }  # the official Selftok run starts from SD3 latents (its VAE is not part of it)
 
 
@@ -73,7 +77,8 @@ def encode_decode(tok, batch: int):
                     return fn(*a)
             return run
 
-        return scoped(lambda: tok.encode_latents(lat)), scoped(tok.render_latents)
+        decode = tok.render_latents if tok.cfg.decoder == "renderer" else tok.decode_latents
+        return scoped(lambda: tok.encode_latents(lat)), scoped(decode)
     x, kw = bench_input(tok, batch, seconds=SECONDS.get(name, 10.0))
     dkw = DECODE_KWARGS.get(name, {})
 

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from zoo.io import atomic_write, atomic_write_text
-from zoo.train.distributed import DistInfo, barrier
+from zoo.train.distributed import DistInfo, barrier, is_ddp
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -45,7 +45,7 @@ def _options():
 
 
 def _is_wrapped(model: nn.Module) -> bool:
-    return type(model).__name__ == "DistributedDataParallel" or hasattr(model, "set_requires_gradient_sync")
+    return is_ddp(model) or hasattr(model, "set_requires_gradient_sync")
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -151,9 +151,13 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
     return model
 
 
+def is_ddp(model: nn.Module) -> bool:
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's module inside a DDP wrapper (FSDP2 shards in place, so it is the module itself)."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ == "DistributedDataParallel" else model
+    return model.module if is_ddp(model) else model
 
 
 @contextlib.contextmanager
@@ -163,7 +167,7 @@ def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
     if enabled:
         yield
         return
-    if type(model).__name__ == "DistributedDataParallel":
+    if is_ddp(model):
         with model.no_sync():
             yield
         return
@@ -289,7 +293,7 @@ def check_gradients(model: nn.Module) -> None:
     """After a synchronised backward under DDP without find_unused_parameters: every trainable parameter must
     have a gradient, else DDP never averages the bucket holding it and the replicas drift apart. Raises naming
     them. A module whose forward did not run this step (no gradient at all) passes."""
-    if type(model).__name__ != "DistributedDataParallel" or model.find_unused_parameters:
+    if not is_ddp(model) or model.find_unused_parameters:
         return
     trainable = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad]
     missing = [n for n, p in trainable if p.grad is None]
