@@ -220,3 +220,22 @@ def test_cli_lists_reconstructs_and_refuses_tokens(release, hub_cache, tmp_path,
             cli.main([*cmd, "--out", str(tmp_path / "t")])
         msg = str(e.value)
         assert "\n" not in msg and "continuous latents, not token ids" in msg and "zoo reconstruct" in msg
+
+
+def test_scaling_factor_from_the_vae_repo_reads_the_pinned_revision(tmp_path, monkeypatch):
+    """A FlexTok checkpoint that leaves the scaling factor to its VAE repo: config.json is read at the revision
+    the catalogue entry of that VAE pins, not at `main`."""
+    import huggingface_hub
+
+    from zoo.tokenizers.flextok import convert
+
+    spec, variant = registry.lookup("flextok-vae-c16")
+    pinned = dataclasses.replace(variant, pretrained=dataclasses.replace(variant.pretrained, revision="c" * 40))
+    real_lookup = registry.lookup
+    monkeypatch.setattr(registry, "lookup", lambda n: (spec, pinned) if n == "flextok-vae-c16" else real_lookup(n))
+    (tmp_path / "config.json").write_text(json.dumps({"scaling_factor": 0.75}))
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, name, revision=None: asked.append((repo, name, revision)) or str(tmp_path / name))
+    assert convert._hub_vae_scaling_factor("EPFL-VILAB/flextok_vae_c16") == 0.75
+    assert asked == [("EPFL-VILAB/flextok_vae_c16", "config.json", "c" * 40)]

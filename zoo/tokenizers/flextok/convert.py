@@ -302,8 +302,12 @@ def _hub_vae_scaling_factor(hub_path: str | None) -> float:
 
     from huggingface_hub import hf_hub_download
 
+    from zoo import registry
+
+    name = _vae_entry(hub_path)  # a catalogue VAE: read it at the revision its entry pins
+    revision = registry.lookup(name)[1].pretrained.revision if name else None
     try:
-        return float(json.loads(open(hf_hub_download(hub_path, "config.json")).read())["scaling_factor"])
+        return float(json.loads(open(hf_hub_download(hub_path, "config.json", revision=revision)).read())["scaling_factor"])
     except Exception as e:
         raise ValueError(
             f"The FlexTok checkpoint leaves the VAE scaling factor to {hub_path}/config.json, which could not be read "
