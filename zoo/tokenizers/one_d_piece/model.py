@@ -234,16 +234,10 @@ class OneDPiece(Tokenizer):
 
     @property
     def max_tokens(self) -> int:
-        """Any prefix 1..max_tokens decodes (`zoo eval` sweeps it)."""
+        """N: any prefix 1..N decodes (`zoo eval` sweeps it)."""
         return self.cfg.num_latent_tokens
 
-    @property
-    def num_latent_tokens(self) -> int:
-        return self.cfg.num_latent_tokens
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand(batch_size, 3, s, s, generator=generator), {}
+    num_latent_tokens = max_tokens  # TiTok's name for N
 
     # -- the stages (tensors in, tensors out; no input checks) -------------------------------------
     def encode_latent(self, x: Tensor) -> Tensor:
@@ -286,7 +280,7 @@ class OneDPiece(Tokenizer):
         cfg = self.cfg
         x = prepare_images(x, name="OneDPiece", size=(cfg.image_size, cfg.image_size))
         x = x.to(self.device, self.encoder.patch_embed.weight.dtype)  # the model's device and dtype
-        k = self._check_num_tokens(num_tokens)
+        k = self.check_num_tokens(num_tokens)
         if target_psnr is not None:
             target_psnr = check_target_psnr(target_psnr)
         with torch.inference_mode():
@@ -319,7 +313,7 @@ class OneDPiece(Tokenizer):
                     "model that made them."
                 )
         ids = tokens.ids.to(self.device)
-        self._check_num_tokens(ids.shape[1])
+        self.check_num_tokens(ids.shape[1])
         lengths = tokens.lengths
         if lengths is not None:
             lengths = lengths.to(self.device)
@@ -352,14 +346,6 @@ class OneDPiece(Tokenizer):
                                metrics={"num_tokens": torch.tensor(float(num_tokens))})
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_num_tokens(self, k: int | None) -> int:
-        n = self.cfg.num_latent_tokens
-        if k is None:
-            return n
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-            raise ValueError(f"OneDPiece decodes 1 to {n} tokens per image; got {k!r}.")
-        return k
-
     def _decode_ids(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
         """ids [B, k] -> unclamped images; items with a shorter `lengths` see only their prefix."""
         if lengths is not None and bool((lengths == ids.shape[1]).all()):

@@ -259,16 +259,8 @@ class WeTok(Tokenizer):
         self.decoder = Decoder(cfg)
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        """Vocabulary of one sub-token (one group): 2^bits_per_group."""
-        return 2 ** self.cfg.bits_per_group
-
-    @property
-    def num_codebooks(self) -> int:
-        """Sub-tokens per spatial position (the LFQ groups)."""
-        return self.cfg.num_groups
-
+    # codebook_size (2^bits_per_group: the vocabulary of one sub-token) and num_codebooks (num_groups: the
+    # sub-tokens per spatial position) are the LFQ's, read by the base class.
     @property
     def bits_per_token(self) -> int:
         """Bits per spatial position: num_groups * bits_per_group (the joint vocabulary is 2^this)."""
@@ -283,10 +275,6 @@ class WeTok(Tokenizer):
         """Spatial positions per image at the training resolution (each holds num_codebooks sub-tokens)."""
         side = self.cfg.image_size // self.downsample_factor
         return float(side * side)
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand(batch_size, 3, s, s, generator=generator), {}
 
     # -- checks --------------------------------------------------------------------------------
     def _check_images(self, x) -> Tensor:
