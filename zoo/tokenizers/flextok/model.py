@@ -62,8 +62,8 @@ class FlexTokConfig:
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)  # 64,000 codes
     patch_size: int = 2  # latent patch side, encoder and decoder
     enc_dim: int = 1152
-    enc_depth: int = 18
-    enc_head_dim: int = 64
+    enc_depth: int = 18  # the variant names give the depths: flextok-d<enc_depth>-d<dec_depth>-<data>
+    enc_head_dim: int = 64  # heads = dim // head_dim (decoder alike); attention scale 8 / head_dim (muP)
     dec_dim: int = 1792
     dec_depth: int = 28
     dec_head_dim: int = 64

@@ -64,10 +64,10 @@ class OneDPieceConfig:
     # training only, not upstream: restart codes whose EMA usage falls below this (0 = off, as upstream); the tiny
     # CPU recipe needs it (without it 7-14 of 1024 codes per token position were in use on held-out crops)
     dead_code_threshold: float = 0.0
-    encoder_width: int = 512
+    encoder_width: int = 512  # encoder ViT (width, depth, heads): VIT_SIZES["small"] in One-D-Piece-S
     encoder_depth: int = 8
     encoder_heads: int = 8
-    decoder_width: int = 512
+    decoder_width: int = 512  # decoder ViT likewise (the released variants pair equal sizes)
     decoder_depth: int = 8
     decoder_heads: int = 8
     mlp_ratio: float = 4.0
