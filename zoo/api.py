@@ -525,6 +525,8 @@ class Tokenizer(Model):
         """A variable-length family's token count (encode's `num_tokens=`, the length of ids to decode):
         an int in 1..max_tokens; None means max_tokens."""
         n = self.max_tokens
+        if n is None:
+            raise NotImplementedError(f"{type(self).__name__} has a fixed token count (no max_tokens).")
         if k is None:
             return n
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
