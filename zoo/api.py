@@ -443,13 +443,16 @@ class Tokenizer(Model):
     max_tokens: ClassVar[int | None] = None
     stochastic_decoder: ClassVar[bool] = False
 
-    # -- properties every tokenizer has: read from the config's fields of these names, unless a
-    # family's config says it otherwise (then the family overrides the property) ---------------
+    # -- properties every tokenizer has: read from the config's fields of these names or from the
+    # zoo quantizer at `self.quantizer`, unless a family says it otherwise (then it overrides them) --
     @property
     def codebook_size(self) -> int:
-        if not hasattr(self.cfg, "codebook_size"):
+        """Ids per codebook: the config's codebook_size, else the quantizer's (FSQ: the product of its levels)."""
+        if hasattr(self.cfg, "codebook_size"):
+            return self.cfg.codebook_size
+        if not hasattr(getattr(self, "quantizer", None), "codebook_size"):
             raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
-        return self.cfg.codebook_size
+        return self.quantizer.codebook_size
 
     @property
     def sample_rate(self) -> int | None:
@@ -458,7 +461,8 @@ class Tokenizer(Model):
 
     @property
     def num_codebooks(self) -> int:
-        return 1
+        """Parallel codebooks (residual layers, LFQ groups): the quantizer's; 1 without a zoo quantizer."""
+        return getattr(getattr(self, "quantizer", None), "num_codebooks", 1)
 
     @property
     def token_rate(self) -> float:
@@ -484,8 +488,12 @@ class Tokenizer(Model):
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         """A small valid input `(x, encode_kwargs)` for this model: used by the contract tests
-        and benchmarks (e.g. `(audio [B, 1, T], {"sample_rate": 24000})`)."""
-        raise NotImplementedError(f"{type(self).__name__} must define example_input")
+        and benchmarks (e.g. `(audio [B, 1, T], {"sample_rate": 24000})`). Images: uniform noise
+        [B, 3, H, W] at `input_size`; other media: the family defines it."""
+        if self.input_size is None:
+            raise NotImplementedError(f"{type(self).__name__} must define example_input")
+        h, w = self.input_size
+        return torch.rand(batch_size, 3, h, w, generator=generator), {}
 
     def check_tokens(self, tokens: Tokens) -> None:
         """Raise a clear error for ids outside the codebook or tokens of another family."""
@@ -512,6 +520,18 @@ class Tokenizer(Model):
             raise ValueError(
                 f"Token ids must lie in [0, {self.codebook_size - 1}] for {self.family}; got ids in [{lo}, {hi}]."
             )
+
+    def check_num_tokens(self, k: int | None) -> int:
+        """A variable-length family's token count (encode's `num_tokens=`, the length of ids to decode):
+        an int in 1..max_tokens; None means max_tokens."""
+        n = self.max_tokens
+        if n is None:
+            raise NotImplementedError(f"{type(self).__name__} has a fixed token count (no max_tokens).")
+        if k is None:
+            return n
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+            raise ValueError(f"{type(self).__name__} takes 1 to {n} tokens per item (num_tokens); got {k!r}.")
+        return k
 
     def token_meta(self, **extra) -> dict[str, Any]:
         meta = {"family": self.family}

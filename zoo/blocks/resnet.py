@@ -9,8 +9,19 @@ taming's, which all three checkpoints use.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def check_group_norm_widths(channels: int, channel_mult: Sequence[int], num_groups: int, widths: str) -> None:
+    """Raise unless every level width `channels * m` of a conv stack splits into `num_groups` GroupNorm groups
+    (a config check: nn.GroupNorm would only fail when the model is built). widths: what the config calls
+    those widths, for the message."""
+    for m in channel_mult:
+        if (channels * m) % num_groups:
+            raise ValueError(f"{widths} must be a multiple of {num_groups} (the GroupNorm groups); got {channels} x {m}.")
 
 
 class ResBlock(nn.Module):

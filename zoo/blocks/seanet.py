@@ -109,29 +109,20 @@ class SConv1d(nn.Module):
 
 
 class SEANetResnetBlock(nn.Module):
-    """ELU -> conv k3 (dim -> dim // compress) -> ELU -> conv k1 (-> dim), plus a 1x1-conv shortcut."""
+    """ELU -> conv k3 (dim -> dim // compress) -> ELU -> conv k1 (-> dim), plus a 1x1-conv shortcut
+    (identity with true_skip). conv_options go to every SConv1d (causal, norm, pad_mode)."""
 
-    def __init__(
-        self,
-        dim: int,
-        kernel_size: int = 3,
-        dilation: int = 1,
-        compress: int = 2,
-        true_skip: bool = False,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-        alpha: float = 1.0,
-    ):
+    def __init__(self, dim: int, kernel_size: int = 3, dilation: int = 1, compress: int = 2, true_skip: bool = False,
+                 *, alpha: float = 1.0, **conv_options):
         super().__init__()
         hidden = dim // compress
         self.block = nn.Sequential(
             ELU(alpha),
-            SConv1d(dim, hidden, kernel_size, dilation=dilation, causal=causal, norm=norm, pad_mode=pad_mode),
+            SConv1d(dim, hidden, kernel_size, dilation=dilation, **conv_options),
             ELU(alpha),
-            SConv1d(hidden, dim, 1, causal=causal, norm=norm, pad_mode=pad_mode),
+            SConv1d(hidden, dim, 1, **conv_options),
         )
-        self.shortcut = nn.Identity() if true_skip else SConv1d(dim, dim, 1, causal=causal, norm=norm, pad_mode=pad_mode)
+        self.shortcut = nn.Identity() if true_skip else SConv1d(dim, dim, 1, **conv_options)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.shortcut(x) + self.block(x)
@@ -159,47 +150,44 @@ class SEANetEncoder(nn.Module):
     strides: downsampling factors in the order they are applied (first = nearest the waveform);
     EnCodec's `ratios` are the reverse of this. hop = prod(strides). Each stage: residual block(s)
     at width w, ELU, strided conv (kernel 2 * stride) to 2w. Then an LSTM (lstm layers, 0 = none),
-    ELU and a final conv to `dimension`.
+    ELU and a final conv to `dimension`. conv_options go to every SConv1d (causal, norm, pad_mode).
     """
 
     def __init__(
         self,
         channels: int = 1,
         dimension: int = 512,
-        n_filters: int = 32,
+        n_filters: int = 32,  # width of the first stage, doubled by each strided conv
         strides: Sequence[int] = (4, 5, 5, 6),
-        n_residual_layers: int = 1,
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
+        n_residual_layers: int = 1,  # residual blocks per stage
+        kernel_size: int = 7,  # the first conv's
+        last_kernel_size: int = 7,  # the final conv's
         residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        compress: int = 2,
-        true_skip: bool = False,
+        dilation_base: int = 2,  # residual block j of a stage dilates by dilation_base ** j
+        compress: int = 2,  # residual blocks' hidden width: width // compress
+        true_skip: bool = False,  # residual shortcut: identity (True) or a 1x1 conv
         lstm: int = 2,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-        alpha: float = 1.0,
-        chunk_elements: int = 1 << 21,
+        *,
+        alpha: float = 1.0,  # the ELUs'
+        chunk_elements: int = 1 << 21,  # without autograd the conv stack runs on pieces of about this many floats
+        **conv_options,
     ):
         super().__init__()
         self.chunk_elements = chunk_elements
         self.strides = tuple(int(s) for s in strides)
         self.hop_length = math.prod(self.strides)
-        common = dict(causal=causal, norm=norm, pad_mode=pad_mode)
         width = n_filters
-        layers: list[nn.Module] = [SConv1d(channels, width, kernel_size, **common)]
+        layers: list[nn.Module] = [SConv1d(channels, width, kernel_size, **conv_options)]
         for stride in self.strides:
             for j in range(n_residual_layers):
-                layers.append(
-                    SEANetResnetBlock(width, residual_kernel_size, dilation_base**j, compress, true_skip, alpha=alpha, **common)
-                )
-            layers += [ELU(alpha), SConv1d(width, width * 2, stride * 2, stride=stride, **common)]
+                layers.append(SEANetResnetBlock(width, residual_kernel_size, dilation_base**j, compress, true_skip,
+                                                alpha=alpha, **conv_options))
+            layers += [ELU(alpha), SConv1d(width, width * 2, stride * 2, stride=stride, **conv_options)]
             width *= 2
         self._num_conv_layers = len(layers)  # everything before the LSTM: the high-rate conv stack
         if lstm:
             layers.append(SLSTM(width, lstm))
-        layers += [ELU(alpha), SConv1d(width, dimension, last_kernel_size, **common)]
+        layers += [ELU(alpha), SConv1d(width, dimension, last_kernel_size, **conv_options)]
         self.model = nn.Sequential(*layers)
 
     def receptive_field(self) -> int:

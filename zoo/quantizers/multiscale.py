@@ -64,9 +64,10 @@ class MultiScaleResidualQuantizer(Quantizer):
       num_phi: number of refinement convs shared across scales (0 or phi_ratio 0 -> no phi).
       phi_ratio, phi_kernel: see `Phi`.
       upsample_mode: default "linear" (1D) / "bicubic" (2D), as VAR.
-      cosine, ema_decay, kmeans_init, dead_code_threshold, eps: as `VectorQuantizer` (the shared codebook
-        is a VectorQuantizer, module `codebook`; its EMA / restarts see every scale's vectors).
       commitment_weight, codebook_weight: VAR's beta (0.25) and 1.0.
+      codebook_options: the shared codebook's, a `VectorQuantizer` (module `codebook`) of width dim: cosine,
+        ema_decay, kmeans_init, kmeans_iters, dead_code_threshold, eps. Its EMA / restarts see every scale's
+        vectors; its own losses are off (the two weights above apply to the sum over scales).
     Eval mode is deterministic and never writes a buffer.
     """
 
@@ -81,15 +82,14 @@ class MultiScaleResidualQuantizer(Quantizer):
         phi_ratio: float = 0.5,
         phi_kernel: int = 3,
         upsample_mode: str | None = None,
-        cosine: bool = False,
-        ema_decay: float | None = None,
-        kmeans_init: bool = False,
-        dead_code_threshold: float = 0.0,
         commitment_weight: float = 0.25,
         codebook_weight: float = 1.0,
-        eps: float = 1e-5,
+        **codebook_options,
     ):
         super().__init__()
+        if {"codebook_dim", "output_dim"} & set(codebook_options):
+            raise ValueError("MultiScaleResidualQuantizer looks codes up in dim itself (no projections, as VAR); "
+                             "it takes no codebook_dim or output_dim.")
         if spatial_dims not in (1, 2):
             raise ValueError(f"spatial_dims must be 1 (token axis) or 2 (grid); got {spatial_dims}.")
         sizes = [tuple(s) if isinstance(s, (tuple, list)) else ((s,) if spatial_dims == 1 else (s, s)) for s in scales]
@@ -102,10 +102,7 @@ class MultiScaleResidualQuantizer(Quantizer):
         self.scale_sizes: list[int] = [math.prod(s) for s in sizes]  # tokens per scale
         self.upsample_mode = upsample_mode or ("linear" if spatial_dims == 1 else "bicubic")
         self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
-        self.codebook = VectorQuantizer(
-            dim, codebook_size, cosine=cosine, ema_decay=ema_decay, kmeans_init=kmeans_init,
-            dead_code_threshold=dead_code_threshold, commitment_weight=0.0, codebook_weight=0.0, eps=eps,
-        )
+        self.codebook = VectorQuantizer(dim, codebook_size, commitment_weight=0.0, codebook_weight=0.0, **codebook_options)
         use_phi = num_phi > 0 and abs(phi_ratio) > 1e-6
         self.phis = nn.ModuleList(
             Phi(dim, abs(phi_ratio), phi_kernel, spatial_dims) for _ in range(num_phi if use_phi else 0)

@@ -13,6 +13,8 @@ intact), then the pointer `<run_dir>/checkpoints/latest` is replaced the same wa
     step        optimiser steps done;  data: the data position (batches consumed by each rank)
     world_size  resume needs the same number of processes for an exact continuation
 
+The first five are the run's `TrainParts`, which save and restore themselves.
+
 `resume: auto` in a recipe: `latest_checkpoint(run_dir)` finds the newest complete checkpoint (or
 none, then the run starts fresh). Every rank reads the same file, so multi-node runs need the run
 directory on a shared filesystem.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -90,33 +93,67 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class TrainParts:
+    """The stateful parts of a run that a checkpoint saves and restores, each under its name
+    (`save_checkpoint` / `load_checkpoint` take them as keyword arguments)."""
+
+    models: Mapping[str, nn.Module]
+    optimizers: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]] = field(default_factory=dict)  # (model, its optimiser)
+    schedulers: Mapping[str, Any] = field(default_factory=dict)
+    ema: Any = None
+    scalers: Mapping[str, torch.amp.GradScaler] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Full states on CPU (gathering FSDP shards is collective: every rank calls)."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        state: dict[str, Any] = {"models": {name: model_state(m) for name, m in self.models.items()}}
+        state["optimizers"] = {name: get_optimizer_state_dict(m, opt, options=_options()) for name, (m, opt) in self.optimizers.items()}
+        state["schedulers"] = {name: s.state_dict() for name, s in self.schedulers.items()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        state["scalers"] = {name: s.state_dict() for name, s in self.scalers.items()}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], path: str | Path) -> None:
+        """Restore what `state_dict` wrote into checkpoint `path` (named in the errors)."""
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        for name, m in self.models.items():
+            if name not in state["models"]:
+                raise ValueError(f"Checkpoint {path} has no model {name!r}; it holds {sorted(state['models'])}.")
+            load_model_state(m, state["models"][name])
+        for name, (m, opt) in self.optimizers.items():
+            set_optimizer_state_dict(m, opt, state["optimizers"][name], options=_options())
+        for name, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][name])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ValueError(f"Checkpoint {path} has no EMA state but the recipe keeps one.")
+            self.ema.load_state_dict(state["ema"])
+        for name, s in self.scalers.items():
+            if name in state["scalers"]:
+                s.load_state_dict(state["scalers"][name])
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
     info: DistInfo,
     *,
-    models: Mapping[str, nn.Module],
-    optimizers: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]] = {},
-    schedulers: Mapping[str, Any] = {},
-    ema=None,
-    scalers: Mapping[str, torch.amp.GradScaler] = {},
     data_state: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     keep: int = 2,
+    **parts,
 ) -> Path | None:
-    """Write a checkpoint at `step` (every rank must call: gathering is collective). Returns the path on rank 0."""
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-    state: dict[str, Any] = {"step": int(step), "world_size": info.world_size}
-    state["models"] = {name: model_state(m) for name, m in models.items()}
-    state["optimizers"] = {name: get_optimizer_state_dict(m, opt, options=_options()) for name, (m, opt) in optimizers.items()}
-    state["schedulers"] = {name: s.state_dict() for name, s in schedulers.items()}
-    if ema is not None:
-        state["ema"] = ema.state_dict()
-    state["scalers"] = {name: s.state_dict() for name, s in scalers.items()}
+    """Write a checkpoint at `step` (every rank must call: gathering is collective). Returns the path on rank 0.
+    parts: the run's `TrainParts` (models=, optimizers=, schedulers=, ema=, scalers=)."""
+    run = TrainParts(**parts)
+    state: dict[str, Any] = {"step": int(step), "world_size": info.world_size, **run.state_dict()}
     state["data"] = dict(data_state or {})
     state["extra"] = dict(extra or {})
-    state["replicas"] = check_replicas(models, info)
+    state["replicas"] = check_replicas(run.models, info)
     mine = rng_state()
     if info.distributed:
         ranks: list[Any] = [None] * info.world_size
@@ -198,19 +235,10 @@ def resolve_resume(resume: str | None, run_dir: str | Path) -> Path | None:
     return p
 
 
-def load_checkpoint(
-    path: str | Path,
-    info: DistInfo,
-    *,
-    models: Mapping[str, nn.Module],
-    optimizers: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]] = {},
-    schedulers: Mapping[str, Any] = {},
-    ema=None,
-    scalers: Mapping[str, torch.amp.GradScaler] = {},
-) -> dict[str, Any]:
-    """Restore everything `save_checkpoint` wrote; returns {"step", "data", "extra"}."""
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
+def load_checkpoint(path: str | Path, info: DistInfo, **parts) -> dict[str, Any]:
+    """Restore everything `save_checkpoint` wrote into the run's `TrainParts` (models=, optimizers=, ...) and
+    this rank's generators; returns {"step", "data", "extra"}."""
+    run = TrainParts(**parts)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -220,21 +248,7 @@ def load_checkpoint(
             f"Checkpoint {path} was written by {state['world_size']} processes; this run has {info.world_size}. "
             "An exact resume needs the same number (the data order and RNG streams are per rank)."
         )
-    for name, m in models.items():
-        if name not in state["models"]:
-            raise ValueError(f"Checkpoint {path} has no model {name!r}; it holds {sorted(state['models'])}.")
-        load_model_state(m, state["models"][name])
-    for name, (m, opt) in optimizers.items():
-        set_optimizer_state_dict(m, opt, state["optimizers"][name], options=_options())
-    for name, s in schedulers.items():
-        s.load_state_dict(state["schedulers"][name])
-    if ema is not None:
-        if "ema" not in state:
-            raise ValueError(f"Checkpoint {path} has no EMA state but the recipe keeps one.")
-        ema.load_state_dict(state["ema"])
-    for name, s in scalers.items():
-        if name in state["scalers"]:
-            s.load_state_dict(state["scalers"][name])
+    run.load_state_dict(state, path)
     set_rng_state(state["rng"][info.rank])
     return {"step": state["step"], "data": state["data"], "extra": state["extra"]}
 

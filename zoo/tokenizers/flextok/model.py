@@ -62,8 +62,8 @@ class FlexTokConfig:
     fsq_levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)  # 64,000 codes
     patch_size: int = 2  # latent patch side, encoder and decoder
     enc_dim: int = 1152
-    enc_depth: int = 18
-    enc_head_dim: int = 64
+    enc_depth: int = 18  # the variant names give the depths: flextok-d<enc_depth>-d<dec_depth>-<data>
+    enc_head_dim: int = 64  # heads = dim // head_dim (decoder alike); attention scale 8 / head_dim (muP)
     dec_dim: int = 1792
     dec_depth: int = 28
     dec_head_dim: int = 64
@@ -308,11 +308,7 @@ class FlexTok(Tokenizer):
     def config_dict(self) -> dict[str, Any]:
         return config_to_dict(dataclasses.replace(self.cfg, vae_init=""))  # the saved weights hold the VAE
 
-    # -- properties ------------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
+    # -- properties (codebook_size is the FSQ's, read by the base class) --------------------------
     @property
     def max_tokens(self) -> int:
         """Any prefix 1..max_tokens decodes (`zoo eval` sweeps it)."""
@@ -352,14 +348,6 @@ class FlexTok(Tokenizer):
             )
         return x
 
-    def _num_tokens(self, num_tokens: int | None) -> int:
-        r = self.cfg.num_registers
-        if num_tokens is None:
-            return r
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or not 1 <= num_tokens <= r:
-            raise ValueError(f"FlexTok num_tokens must be an integer in 1..{r}; got {num_tokens!r}.")
-        return num_tokens
-
     @inference
     def encode(self, x: Tensor, num_tokens: int | None = None, generator: torch.Generator | None = None, *,
                target_psnr: float | None = None) -> Tokens:
@@ -375,7 +363,7 @@ class FlexTok(Tokenizer):
             k as nested dropout trains it to.
         """
         x = self._check_images(x)
-        k = self._num_tokens(num_tokens)
+        k = self.check_num_tokens(num_tokens)
         if target_psnr is not None:
             target_psnr = check_target_psnr(target_psnr)
         meta = self.token_meta(image_size=list(x.shape[-2:]))
@@ -550,7 +538,3 @@ class FlexTok(Tokenizer):
             x_t = t[:, None, None, None] * eps + (1 - t[:, None, None, None]) * x0_true
             recon = (self.vae_decode(x_t - t[:, None, None, None] * out.velocity).clamp(-1, 1) + 1) / 2
         return TokenizerOutput(recon=recon, tokens=out.tokens, losses={"flow": loss, **out.losses}, metrics=out.metrics)
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand((batch_size, 3, s, s), generator=generator), {}

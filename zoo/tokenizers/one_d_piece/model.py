@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
 from zoo.inputs import check_target_psnr, fewest_tokens, prepare_images
 from zoo.blocks.maskgit_vqgan import PixelDecoder
+from zoo.blocks.resnet import check_group_norm_widths
 from zoo.blocks.transformer import TransformerBlock
 from zoo.quantizers.dropout import TailTokenDrop
 from zoo.quantizers.vq import VectorQuantizer
@@ -63,10 +64,10 @@ class OneDPieceConfig:
     # training only, not upstream: restart codes whose EMA usage falls below this (0 = off, as upstream); the tiny
     # CPU recipe needs it (without it 7-14 of 1024 codes per token position were in use on held-out crops)
     dead_code_threshold: float = 0.0
-    encoder_width: int = 512
+    encoder_width: int = 512  # encoder ViT (width, depth, heads): VIT_SIZES["small"] in One-D-Piece-S
     encoder_depth: int = 8
     encoder_heads: int = 8
-    decoder_width: int = 512
+    decoder_width: int = 512  # decoder ViT likewise (the released variants pair equal sizes)
     decoder_depth: int = 8
     decoder_heads: int = 8
     mlp_ratio: float = 4.0
@@ -96,12 +97,8 @@ class OneDPieceConfig:
         g = self.pixel_norm_groups
         if isinstance(g, bool) or not isinstance(g, int) or g < 1:
             raise ValueError(f"OneDPieceConfig.pixel_norm_groups must be a positive integer; got {g!r}.")
-        for m in self.pixel_channel_mult:
-            if (self.pixel_channels * m) % g:
-                raise ValueError(
-                    f"The pixel decoder uses GroupNorm with {g} groups (pixel_norm_groups), so pixel_channels x every "
-                    f"pixel_channel_mult entry must be a multiple of {g}; got {self.pixel_channels} x {m}."
-                )
+        check_group_norm_widths(self.pixel_channels, self.pixel_channel_mult, g, "OneDPieceConfig: every pixel "
+                                "decoder width (pixel_channels x pixel_channel_mult; groups: pixel_norm_groups)")
         out = self.decoder_grid * 2 ** (len(self.pixel_channel_mult) - 1)
         if out != self.image_size:
             raise ValueError(
@@ -122,31 +119,45 @@ class OneDPieceConfig:
 # ----------------------------------------------------------------------------------------------
 # ViT encoder and decoder
 # ----------------------------------------------------------------------------------------------
-def _vit_block(width: int, heads: int, mlp_ratio: float) -> TransformerBlock:
-    """TiTok's residual block (open_clip's ResidualAttentionBlock): packed q/k/v, GELU MLP, affine LayerNorms."""
-    return TransformerBlock(
-        width, heads, int(width * mlp_ratio), qk_norm=False, norm_affine=True, bias=True, attn_layout="fused", mlp="gelu"
-    )
+class _TiTokViT(nn.Module):
+    """What TiTok's encoder and decoder share, at width w: learned embeddings initialised N(0, 1/w), positions
+    for [cls; g*g grid], and a stack of TiTok's residual blocks (open_clip's ResidualAttentionBlock: packed
+    q/k/v, GELU MLP, affine LayerNorms) between two LayerNorms. Each subclass builds its parts in the
+    official order, so a seeded model draws the same initial weights."""
+
+    def __init__(self, width: int, grid: int, num_latent_tokens: int):
+        super().__init__()
+        self.width, self.grid, self.num_latent_tokens = width, grid, num_latent_tokens
+
+    def _embedding(self, *shape: int) -> nn.Parameter:
+        return nn.Parameter(self.width**-0.5 * torch.randn(*shape))
+
+    def _build_grid_positions(self) -> None:
+        self.class_embedding = self._embedding(1, self.width)
+        self.positional_embedding = self._embedding(self.grid * self.grid + 1, self.width)  # [cls; g*g]
+
+    def _build_stack(self, depth: int, heads: int, mlp_ratio: float) -> None:
+        w = self.width
+        self.norm_pre = nn.LayerNorm(w)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(w, heads, int(w * mlp_ratio), qk_norm=False, norm_affine=True, bias=True,
+                             attn_layout="fused", mlp="gelu")
+            for _ in range(depth)
+        )
+        self.norm_post = nn.LayerNorm(w)
 
 
-class OneDPieceEncoder(nn.Module):
+class OneDPieceEncoder(_TiTokViT):
     """Image + learned latent tokens -> pre-quantisation latent `[B, N, token_dim]`."""
 
     def __init__(self, cfg: OneDPieceConfig):
-        super().__init__()
-        w, g, n = cfg.encoder_width, cfg.encoder_grid, cfg.num_latent_tokens
-        self.width, self.num_latent_tokens = w, n
-        scale = w**-0.5
-        self.latent_tokens = nn.Parameter(scale * torch.randn(n, w))  # learned queries that become the tokens
+        super().__init__(cfg.encoder_width, cfg.encoder_grid, cfg.num_latent_tokens)
+        w, n = self.width, self.num_latent_tokens
+        self.latent_tokens = self._embedding(n, w)  # learned queries that become the tokens
         self.patch_embed = nn.Conv2d(3, w, cfg.encoder_patch_size, stride=cfg.encoder_patch_size)
-        self.class_embedding = nn.Parameter(scale * torch.randn(1, w))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(g * g + 1, w))
-        self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(n, w))
-        self.norm_pre = nn.LayerNorm(w)
-        self.blocks = nn.ModuleList(
-            _vit_block(w, cfg.encoder_heads, cfg.mlp_ratio) for _ in range(cfg.encoder_depth)
-        )
-        self.norm_post = nn.LayerNorm(w)
+        self._build_grid_positions()
+        self.latent_token_positional_embedding = self._embedding(n, w)
+        self._build_stack(cfg.encoder_depth, cfg.encoder_heads, cfg.mlp_ratio)
         self.to_token = nn.Linear(w, cfg.token_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -165,24 +176,17 @@ class OneDPieceEncoder(nn.Module):
         return self.to_token(h)  # [B, N, D]
 
 
-class OneDPieceDecoder(nn.Module):
+class OneDPieceDecoder(_TiTokViT):
     """First k quantised latents -> proxy-code logits `[B, K_proxy, g, g]`."""
 
     def __init__(self, cfg: OneDPieceConfig):
-        super().__init__()
-        w, g, n = cfg.decoder_width, cfg.decoder_grid, cfg.num_latent_tokens
-        self.grid, self.num_latent_tokens = g, n
-        scale = w**-0.5
+        super().__init__(cfg.decoder_width, cfg.decoder_grid, cfg.num_latent_tokens)
+        w = self.width
         self.token_embed = nn.Linear(cfg.token_dim, w)
-        self.class_embedding = nn.Parameter(scale * torch.randn(1, w))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(g * g + 1, w))
-        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, w))
-        self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(n, w))
-        self.norm_pre = nn.LayerNorm(w)
-        self.blocks = nn.ModuleList(
-            _vit_block(w, cfg.decoder_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)
-        )
-        self.norm_post = nn.LayerNorm(w)
+        self._build_grid_positions()
+        self.mask_token = self._embedding(1, 1, w)
+        self.latent_token_positional_embedding = self._embedding(self.num_latent_tokens, w)
+        self._build_stack(cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio)
         # Per-position head: Linear(W, 2W) -> tanh -> Linear(2W, K_proxy) (1x1 convs upstream).
         self.head = nn.Sequential(nn.Linear(w, 2 * w), nn.Tanh(), nn.Linear(2 * w, cfg.proxy_codebook_size))
 
@@ -234,16 +238,10 @@ class OneDPiece(Tokenizer):
 
     @property
     def max_tokens(self) -> int:
-        """Any prefix 1..max_tokens decodes (`zoo eval` sweeps it)."""
+        """N: any prefix 1..N decodes (`zoo eval` sweeps it)."""
         return self.cfg.num_latent_tokens
 
-    @property
-    def num_latent_tokens(self) -> int:
-        return self.cfg.num_latent_tokens
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand(batch_size, 3, s, s, generator=generator), {}
+    num_latent_tokens = max_tokens  # TiTok's name for N
 
     # -- the stages (tensors in, tensors out; no input checks) -------------------------------------
     def encode_latent(self, x: Tensor) -> Tensor:
@@ -286,7 +284,7 @@ class OneDPiece(Tokenizer):
         cfg = self.cfg
         x = prepare_images(x, name="OneDPiece", size=(cfg.image_size, cfg.image_size))
         x = x.to(self.device, self.encoder.patch_embed.weight.dtype)  # the model's device and dtype
-        k = self._check_num_tokens(num_tokens)
+        k = self.check_num_tokens(num_tokens)
         if target_psnr is not None:
             target_psnr = check_target_psnr(target_psnr)
         with torch.inference_mode():
@@ -319,7 +317,7 @@ class OneDPiece(Tokenizer):
                     "model that made them."
                 )
         ids = tokens.ids.to(self.device)
-        self._check_num_tokens(ids.shape[1])
+        self.check_num_tokens(ids.shape[1])
         lengths = tokens.lengths
         if lengths is not None:
             lengths = lengths.to(self.device)
@@ -352,14 +350,6 @@ class OneDPiece(Tokenizer):
                                metrics={"num_tokens": torch.tensor(float(num_tokens))})
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_num_tokens(self, k: int | None) -> int:
-        n = self.cfg.num_latent_tokens
-        if k is None:
-            return n
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-            raise ValueError(f"OneDPiece decodes 1 to {n} tokens per image; got {k!r}.")
-        return k
-
     def _decode_ids(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
         """ids [B, k] -> unclamped images; items with a shorter `lengths` see only their prefix."""
         if lengths is not None and bool((lengths == ids.shape[1]).all()):

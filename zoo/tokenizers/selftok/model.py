@@ -411,7 +411,3 @@ class Selftok(Tokenizer):
         losses = {"latent_mse": F.mse_loss(pred, latents), **quant.losses}
         tokens = Tokens(ids=quant.ids.detach(), layout="1d", meta=self.token_meta(image_size=s, num_tokens=self.cfg.num_tokens))
         return TokenizerOutput(recon=self.latents_to_images(pred), tokens=tokens, losses=losses)
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand(batch_size, 3, s, s, generator=generator), {}

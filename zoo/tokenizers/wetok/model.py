@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from zoo.api import Tokenizer, TokenizerOutput, Tokens, inference
 from zoo.inputs import check_finite, prepare_images
-from zoo.blocks.resnet import ResBlock
+from zoo.blocks.resnet import ResBlock, check_group_norm_widths
 from zoo.quantizers.lfq import LFQ
 
 PAPER = "arXiv:2508.05599"
@@ -62,12 +62,7 @@ class WeTokConfig:
     def __post_init__(self):
         if not self.ch_mult or any(int(m) < 1 for m in self.ch_mult):
             raise ValueError(f"WeTokConfig.ch_mult needs one or more positive multipliers; got {self.ch_mult}.")
-        for m in self.ch_mult:
-            if (self.ch * m) % NUM_GROUPS_NORM:
-                raise ValueError(
-                    f"WeTokConfig: every width ch*ch_mult must be a multiple of {NUM_GROUPS_NORM} (GroupNorm "
-                    f"groups); got ch={self.ch}, ch_mult={self.ch_mult}."
-                )
+        check_group_norm_widths(self.ch, self.ch_mult, NUM_GROUPS_NORM, "WeTokConfig: every width ch x ch_mult")
         if self.num_res_blocks < 1:
             raise ValueError(f"WeTokConfig.num_res_blocks must be >= 1; got {self.num_res_blocks}.")
         if self.num_groups < 1 or self.bits_per_group < 1:
@@ -259,16 +254,8 @@ class WeTok(Tokenizer):
         self.decoder = Decoder(cfg)
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        """Vocabulary of one sub-token (one group): 2^bits_per_group."""
-        return 2 ** self.cfg.bits_per_group
-
-    @property
-    def num_codebooks(self) -> int:
-        """Sub-tokens per spatial position (the LFQ groups)."""
-        return self.cfg.num_groups
-
+    # codebook_size (2^bits_per_group: the vocabulary of one sub-token) and num_codebooks (num_groups: the
+    # sub-tokens per spatial position) are the LFQ's, read by the base class.
     @property
     def bits_per_token(self) -> int:
         """Bits per spatial position: num_groups * bits_per_group (the joint vocabulary is 2^this)."""
@@ -283,10 +270,6 @@ class WeTok(Tokenizer):
         """Spatial positions per image at the training resolution (each holds num_codebooks sub-tokens)."""
         side = self.cfg.image_size // self.downsample_factor
         return float(side * side)
-
-    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        s = self.cfg.image_size
-        return torch.rand(batch_size, 3, s, s, generator=generator), {}
 
     # -- checks --------------------------------------------------------------------------------
     def _check_images(self, x) -> Tensor:

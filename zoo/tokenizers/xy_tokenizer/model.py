@@ -68,7 +68,7 @@ class StackConfig:
     output_dim: int = 768
     layers: int = 12
     heads: int = 12
-    ffn_dim: int = 3072
+    ffn_dim: int = 3072  # hidden width of each layer's GELU MLP
     max_positions: int = 1500  # rows of the sinusoid table (30 s at 50 Hz; 375 at 12.5 Hz)
 
 
