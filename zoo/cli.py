@@ -659,6 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, flag, None)
         if v is not None and min(v if isinstance(v, list) else [v]) < least:
             raise SystemExit(f"zoo: --{flag.replace('_', '-')} must be at least {least}; got {v}.")
+    if os.environ.get("ZOO_KEEP_FREED_MEMORY", "1") != "0":
+        from zoo.runtime import keep_freed_cpu_memory
+
+        keep_freed_cpu_memory()  # our process: big CPU activations reuse memory instead of faulting in fresh pages
     try:
         return int(args.fn(args) or 0)
     except OSError as e:  # a full disk, a read-only folder: a sentence, not a traceback

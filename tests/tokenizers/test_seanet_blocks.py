@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.blocks.seanet import SConv1d, pad1d
+from zoo.blocks.seanet import SConv1d, SEANetResnetBlock, pad1d
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 50])
@@ -17,6 +17,33 @@ def test_pad1d_reflect_matches_torch(length, left, right):
         assert torch.equal(y, F.pad(x, (left, right), mode="reflect"))
     else:  # shorter input: zero-extended, then reflected (EnCodec's rule)
         assert torch.equal(y[..., left : left + length], x)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 50])
+@pytest.mark.parametrize("mode", ["reflect", "zero", "replicate"])
+def test_pad1d_along_time_of_time_major_activations(length, mode):
+    """pad1d(dim=1) on [B, T, C] gives the [B, C, T] padding, transposed, and stays contiguous."""
+    x = torch.randn(2, 3, length)
+    y = pad1d(x.transpose(1, 2).contiguous(), 3, 2, mode, dim=1)
+    assert y.is_contiguous()
+    assert torch.equal(y, pad1d(x, 3, 2, mode).transpose(1, 2))
+
+
+@pytest.mark.parametrize("k,stride,dilation,causal,groups", [(7, 1, 1, False, 1), (3, 1, 2, False, 1), (8, 4, 1, False, 1),
+                                                            (10, 5, 1, True, 1), (1, 1, 1, False, 1), (3, 1, 1, False, 2)])
+@pytest.mark.parametrize("length", [5, 97])
+def test_time_major_sconv1d_equals_forward(k, stride, dilation, causal, groups, length):
+    """The inference path on time-major activations (channels-last convs) computes forward's values."""
+    torch.manual_seed(0)
+    layer = SConv1d(4, 6, k, stride=stride, dilation=dilation, causal=causal, groups=groups).eval()
+    block = SEANetResnetBlock(4, 3, dilation).eval()
+    x = torch.randn(2, 4, length)
+    with torch.inference_mode():
+        fast = layer.forward_time_major(x.transpose(1, 2).contiguous())
+        assert fast.is_contiguous()
+        torch.testing.assert_close(fast.transpose(1, 2), layer(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(block.forward_time_major(x.transpose(1, 2).contiguous()).transpose(1, 2), block(x),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_pointwise_sconv1d_equals_conv1d():

@@ -35,16 +35,19 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, scale: 
 
 
 class TimestepEmbedder(nn.Module):
-    """Scalar -> sinusoidal features -> Linear, SiLU, Linear (DiT). t: [N] -> [N, hidden]."""
+    """Scalar -> sinusoidal features -> Linear, SiLU, Linear (DiT). t: [N] -> [N, hidden].
 
-    def __init__(self, hidden: int, frequency_dim: int = 256):
+    max_period and scale shape the frequencies as in `timestep_embedding` (DiT: 10000 and 1; FlexTok: 256 and
+    1000 / its largest timestep)."""
+
+    def __init__(self, hidden: int, frequency_dim: int = 256, max_period: float = 10000.0, scale: float = 1.0):
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.max_period, self.scale = frequency_dim, max_period, scale
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, t: Tensor) -> Tensor:
-        freq = timestep_embedding(t, self.frequency_dim).to(self.mlp[0].weight.dtype)
-        return self.mlp(freq)
+        freq = timestep_embedding(t, self.frequency_dim, self.max_period, self.scale)
+        return self.mlp(freq.to(self.mlp[0].weight.dtype))
 
 
 def sincos_1d(dim: int, positions: Tensor, temperature: float = 10000.0, dtype: torch.dtype = torch.float64) -> Tensor:

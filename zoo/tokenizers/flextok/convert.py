@@ -133,7 +133,7 @@ _PREFIXES = (
     ("encoder.module_dict.enc_to_latents.proj.", "encoder.to_latents."),
     ("decoder.module_dict.dec_from_latents.proj.", "decoder.from_latents."),
     ("decoder.module_dict.dec_noise_patch_emb.patch_proj.", "decoder.patch_emb."),
-    ("decoder.module_dict.dec_time_embedder.mlp.", "decoder.time_mlp."),
+    ("decoder.module_dict.dec_time_embedder.mlp.", "decoder.time_embedder.mlp."),
     ("decoder.module_dict.dec_transformer.blocks.", "decoder.blocks."),
     ("decoder.module_dict.dec_to_patches.adaLN_modulation.", "decoder.head_adaLN."),
     ("decoder.module_dict.dec_to_patches.proj.", "decoder.head."),

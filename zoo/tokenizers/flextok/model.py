@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from zoo.api import FlowOutput, Tokenizer, TokenizerOutput, Tokens, config_to_dict, inference
 from zoo.inputs import check_target_psnr, fewest_tokens, prepare_images
 from zoo.blocks.repa import ReprProjector, align_to_grid, repa_loss
-from zoo.blocks.embeddings import sincos_2d, timestep_embedding
+from zoo.blocks.embeddings import TimestepEmbedder, sincos_2d
 from zoo.blocks.norm import LayerNorm
 from zoo.blocks.transformer import AdaLNTransformerBlock, TransformerBlock, modulate
 from zoo.quantizers.dropout import NestedDropout
@@ -208,7 +208,7 @@ class FlexTokDecoder(nn.Module):
         super().__init__()
         d, g, p, c = cfg.dec_dim, cfg.max_grid, cfg.patch_size, cfg.latent_channels
         self.patch_size, self.expansion = p, cfg.adaln_expansion
-        self.time_freq_dim, self.max_timestep = cfg.time_freq_dim, cfg.max_timestep
+        self.max_timestep = cfg.max_timestep
         self.from_latents = nn.Linear(len(cfg.fsq_levels), d)
         self.register_posemb = nn.Parameter(torch.randn(cfg.num_registers, d) * 0.02)  # [R, D]
         # nested dropout: registers >= k become a learned mask token (k drawn in training, given at inference)
@@ -217,7 +217,7 @@ class FlexTokDecoder(nn.Module):
         self.patch_emb = nn.Linear(c * p * p, d)
         posemb = sincos_2d(d, g, rows_first=True, dtype=torch.float32)  # [G*G, D], MoCo v3's table, fixed
         self.register_buffer("posemb", rearrange(posemb, "(h w) d -> d h w", h=g))  # [D, G, G]
-        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_embedder = TimestepEmbedder(d, cfg.time_freq_dim, max_period=256, scale=1000.0 / cfg.max_timestep)
         self.blocks = nn.ModuleList(
             AdaLNTransformerBlock(
                 d, d // cfg.dec_head_dim, _mlp_hidden(d, cfg.mlp_ratio), qk_norm=True, attn_scale=8.0 / cfg.dec_head_dim,
@@ -246,8 +246,7 @@ class FlexTokDecoder(nn.Module):
     def time_embedding(self, t: Tensor) -> Tensor:
         if (t > self.max_timestep).any() or (t < 0).any():
             raise ValueError(f"FlexTok timesteps must lie in [0, {self.max_timestep}]; got [{float(t.min())}, {float(t.max())}].")
-        f = timestep_embedding(t, self.time_freq_dim, max_period=256, scale=1000.0 / self.max_timestep, cos_first=True)
-        return self.time_mlp(f.to(self.time_mlp[0].weight.dtype))  # [B, D]
+        return self.time_embedder(t)  # [B, D]
 
     def forward(self, x_t: Tensor, t: Tensor, registers: Tensor, return_repa: int | None = None):
         """x_t [B, C, h, w], t [B] in [0, 1], registers [B, R, D] -> velocity [B, C, h, w]."""
