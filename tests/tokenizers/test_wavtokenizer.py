@@ -465,6 +465,26 @@ def test_long_items_encode_in_windows_as_in_one_pass(model):
     assert torch.equal(tokens.ids, model.encode(x, sample_rate=SR).ids)
 
 
+def test_long_items_run_small_late_layers_in_one_pass(model):
+    """With windows, the layers after the first strided conv whose output fits in chunk_elements run in one
+    pass over the joined windows: the same latent as the plain stack, the same ids."""
+    x = _audio(t=24000 * 3 + 77)
+    enc = model.encoder
+    saved = enc.chunk_elements
+    try:
+        enc.chunk_elements = enc.model[0].conv.out_channels * 15000  # windows of ~15,000 samples
+        split = enc._windowed_layers(x.shape[-1])
+        assert 0 < split < enc._num_conv_layers
+        with torch.inference_mode():
+            windowed = enc(x)
+            plain = enc.model(x)
+            ids = model.encode(x, sample_rate=SR).ids
+    finally:
+        enc.chunk_elements = saved
+    torch.testing.assert_close(windowed, plain, atol=1e-6, rtol=0)
+    assert torch.equal(ids, model.encode(x, sample_rate=SR).ids)
+
+
 @pytest.mark.parametrize("t, chunk", [(24000 * 3 + 77, 1000), (5000, 123), (700, 50), (12000, 12000)])
 def test_stream_encoder_equals_offline_ids(model, t, chunk):
     x = _audio(t=t)

@@ -33,12 +33,18 @@ class ELU(nn.ELU):
     def forward(self, x: Tensor) -> Tensor:
         if x.requires_grad or x.dtype != torch.float32:
             return F.elu(x, self.alpha)
-        neg = x.clamp_max(0).exp_().sub_(1)
+        return self.into(x, torch.empty_like(x))
+
+    def into(self, x: Tensor, out: Tensor) -> Tensor:
+        """ELU(x) written into `out` (same shape; e.g. the inside of a padded buffer), for inference."""
+        if x.requires_grad or x.dtype != torch.float32:
+            return out.copy_(F.elu(x, self.alpha))
+        neg = torch.clamp_max(x, 0, out=out).exp_().sub_(1)
         if self.alpha != 1.0:
             neg.mul_(self.alpha)
         if 0.0 <= self.alpha <= 1.0:  # alpha * (exp(x) - 1) >= x for x <= 0 and 0 for x > 0: the max picks ELU(x)
             return torch.maximum(x, neg, out=neg)  # ~6x faster than torch.where with a mask on CPU
-        return torch.where(x > 0, x, neg)
+        return out.copy_(torch.where(x > 0, x, neg))
 
 
 def pad1d(x: Tensor, left: int, right: int, mode: str = "reflect", dim: int = -1) -> Tensor:
@@ -113,12 +119,23 @@ class SConv1d(nn.Module):
             return y.add_(conv.bias[:, None]) if not torch.is_grad_enabled() else y + conv.bias[:, None]
         return conv(x)
 
-    def forward_time_major(self, x: Tensor) -> Tensor:
+    def forward_time_major(self, x: Tensor, activation: ELU | None = None) -> Tensor:
         """The same conv on time-major activations, for inference: x [B, T, C_in] -> [B, T', C_out], contiguous.
         oneDNN runs channels-last convs without reordering its input and output (~1.5-2.5x faster on CPU at
-        audio rates than forward); values equal forward's to fp32 rounding (another summation order)."""
+        audio rates than forward); values equal forward's to fp32 rounding (another summation order).
+        `activation` (the ELU before this conv) is applied first, straight into the padded buffer."""
         conv = self.conv
-        x = pad1d(x, *self.padding(x.shape[1]), self.pad_mode, dim=1)
+        left, right = self.padding(x.shape[1])
+        length = x.shape[1]
+        if activation is not None and self.pad_mode == "reflect" and length > max(left, right):
+            padded = x.new_empty(x.shape[0], left + length + right, x.shape[2])
+            activation.into(x, padded.narrow(1, left, length))
+            # reflect the activated ends (an elementwise activation commutes with the reflection)
+            padded[:, :left] = padded[:, left + 1 : 2 * left + 1].flip(1)
+            padded[:, left + length :] = padded[:, left + length - right - 1 : left + length - 1].flip(1)
+            x = padded
+        else:
+            x = pad1d(x if activation is None else activation(x), left, right, self.pad_mode, dim=1)
         weight = conv.weight  # [C_out, C_in, k] (weight norm applied)
         if weight.shape[-1] == 1 and conv.stride[0] == 1 and conv.groups == 1:
             return F.linear(x, weight[:, :, 0], conv.bias)
@@ -127,10 +144,19 @@ class SConv1d(nn.Module):
         return y.squeeze(2).transpose(1, 2).contiguous()  # a view, unless oneDNN chose the other layout
 
 
-def time_major(layers: nn.Module, x: Tensor) -> Tensor:
-    """Run SConv1d / SEANetResnetBlock / elementwise layers on time-major activations [B, T, C]."""
-    for layer in layers:
+def time_major(layers, x: Tensor) -> Tensor:
+    """Run SConv1d / SEANetResnetBlock / elementwise layers on time-major activations [B, T, C]; an ELU
+    followed by an SConv1d writes straight into that conv's padded input."""
+    layers = list(layers)
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, ELU) and i + 1 < len(layers) and isinstance(layers[i + 1], SConv1d):
+            x = layers[i + 1].forward_time_major(x, activation=layer)
+            i += 2
+            continue
         x = layer.forward_time_major(x) if hasattr(layer, "forward_time_major") else layer(x)
+        i += 1
     return x
 
 
@@ -225,11 +251,11 @@ class SEANetEncoder(nn.Module):
         layers += [ELU(alpha), SConv1d(width, dimension, last_kernel_size, **conv_options)]
         self.model = nn.Sequential(*layers)
 
-    def receptive_field(self) -> int:
-        """Input samples one output frame of the conv stack can see (a bound: kernels and dilations
-        at each layer's input rate)."""
+    def receptive_field(self, stop: int | None = None) -> int:
+        """Input samples one output frame of the conv stack (of its layers before `stop`) can see (a bound:
+        kernels and dilations at each layer's input rate)."""
         field, rate = 1, 1
-        for layer in self.model[: self._num_conv_layers].modules():
+        for layer in self.model[: self._num_conv_layers if stop is None else stop].modules():
             if isinstance(layer, SConv1d):
                 conv = layer.conv
                 field += (conv.kernel_size[0] - 1) * conv.dilation[0] * rate
@@ -271,21 +297,38 @@ class SEANetEncoder(nn.Module):
         """The receptive field in samples, rounded up to a multiple of hop (windows must start on a frame)."""
         return -(-self.receptive_field() // self.hop_length) * self.hop_length
 
+    def _windowed_layers(self, length: int) -> int:
+        """How many of the conv stack's layers run in windows for an item of `length` samples: up to the first
+        strided conv whose output (channels x frames) fits in `chunk_elements`; the rest runs in one pass (fewer,
+        larger calls: oneDNN reorders each conv's weights once per call)."""
+        rate = 1
+        for i, layer in enumerate(self.model[: self._num_conv_layers]):
+            if isinstance(layer, SConv1d) and layer.conv.stride[0] > 1:
+                rate *= layer.conv.stride[0]
+                if layer.conv.out_channels * -(-length // rate) <= self.chunk_elements:
+                    return i + 1
+        return self._num_conv_layers
+
     def _convs_in_windows(self, x: Tensor) -> Tensor:
-        """One item [1, channels, T] through the conv stack in overlapping windows -> [1, C, ceil(T / hop)]."""
-        hop, length = self.hop_length, x.shape[-1]
-        margin = self._margin()
+        """One item [1, channels, T] through the conv stack -> [1, C, ceil(T / hop)]: the high-rate layers in
+        overlapping windows (receptive-field margins, kept frames aligned to their hop), the rest in one pass."""
+        length = x.shape[-1]
+        split = self._windowed_layers(length)
+        head, tail = self.model[:split], self.model[split : self._num_conv_layers]
+        hop = math.prod(m.conv.stride[0] for m in head.modules() if isinstance(m, SConv1d))
+        margin = -(-self.receptive_field(split) // hop) * hop
         width = self.model[0].conv.out_channels
         step = max(hop, (self.chunk_elements // width) // hop * hop - 2 * margin)  # kept samples per window
         n_frames = -(-length // hop)
+        xt = x.transpose(1, 2)  # [1, T, channels]
         out = []
         for start in range(0, length, step):  # start, step: multiples of hop, so frames align
             lo, hi = max(0, start - margin), min(length, start + step + margin)
-            y = self.conv_stack(x[..., lo:hi])  # [1, C, ceil((hi - lo) / hop)]
+            y = time_major(head, xt[:, lo:hi])  # [1, ceil((hi - lo) / hop), C]
             first = (start - lo) // hop
             keep = min(step // hop, n_frames - start // hop)
-            out.append(y[..., first : first + keep])
-        return torch.cat(out, dim=-1)
+            out.append(y[:, first : first + keep])
+        return time_major(tail, torch.cat(out, dim=1)).transpose(1, 2)
 
 
 class SEANetEncoderStream:
