@@ -125,8 +125,8 @@ _CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, 
 
 def keep_freed_cpu_memory(limit_mb: int = 1024) -> bool:
     """Ask glibc's malloc to keep freed memory for reuse, process-wide. By default it hands large blocks back
-    to the OS as soon as they are freed, so every big activation of the next op faults in fresh zeroed pages:
-    a quarter of a WavTokenizer encode on CPU (10 s clip, batch 1) and 2.7x the page faults. Afterwards blocks
+    to the OS as soon as they are freed, so big activations of the next op fault in fresh zeroed pages: 10-20%
+    of a WavTokenizer encode on CPU (10 s clip, batch 1; 2.7x the page faults). Afterwards blocks
     up to 32 MB (glibc's largest setting) come from the heap, and up to `limit_mb` of freed heap stays in the
     process (RSS stays near its peak). The zoo CLI calls it (ZOO_KEEP_FREED_MEMORY=0 turns that off); library
     users opt in. Returns False where the C library is not glibc."""
