@@ -225,24 +225,24 @@ def test_tokens_cat_inverts_slicing():
         Tokens.cat([t, Tokens(ids=torch.zeros(1, 5, dtype=torch.long))])
 
 
-def test_low_precision_weight_cache_changes_nothing_but_speed(tiny, monkeypatch):
-    """bf16 with the cached bf16 weights gives exactly what autocast's own per-call cast gives; the fp32
-    parameters stay fp32; a weight changed in place is picked up in the next call."""
+def test_low_precision_weight_cache_changes_nothing_but_speed(tiny):
+    """bf16 with the cached bf16 weights gives exactly what autocast's own per-call cast gives
+    (`weight_copy=False`); the fp32 parameters stay fp32; a weight changed in place is picked up in the next call."""
     x, kw = tiny.example_input(2, torch.Generator().manual_seed(0))
     saved = {k: v.clone() for k, v in tiny.state_dict().items()}
     tiny.set_precision("bf16")
     t_cached, y_cached = _run(tiny, x, kw)
     assert all(p.dtype == torch.float32 for p in tiny.parameters())
-    with monkeypatch.context() as m:
-        m.setattr(runtime, "cache_low_precision_weights", lambda *a, **k: [])
-        tiny.set_precision("bf16")
-        t_plain, y_plain = _run(tiny, x, kw)
-        assert torch.equal(t_cached.ids, t_plain.ids) and torch.equal(y_cached, y_plain)
-        with torch.no_grad():
-            for p in tiny.parameters():
-                p.mul_(0.9)
-        t_changed, y_changed = _run(tiny, x, kw)
-    tiny.set_precision("bf16")  # the cache again
+    hooks_with_copy = len(tiny._fp32_hooks)
+    tiny.setup(weight_copy=False)
+    assert tiny.precision == "bf16" and len(tiny._fp32_hooks) < hooks_with_copy  # the copy's hooks are gone
+    t_plain, y_plain = _run(tiny, x, kw)
+    assert torch.equal(t_cached.ids, t_plain.ids) and torch.equal(y_cached, y_plain)
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.mul_(0.9)
+    t_changed, y_changed = _run(tiny, x, kw)
+    tiny.setup(weight_copy=True)  # the cache again
     t_again, y_again = _run(tiny, x, kw)
     assert torch.equal(t_again.ids, t_changed.ids) and torch.equal(y_again, y_changed)
     tiny.load_state_dict(saved)  # in place (copy_), after the cache was filled
@@ -282,3 +282,10 @@ def test_cli_keeps_freed_memory_unless_told_not_to(monkeypatch):
     monkeypatch.setenv("ZOO_KEEP_FREED_MEMORY", "0")
     cli.main(["list"])
     assert calls == [1]
+
+
+def test_load_takes_weight_copy():
+    with_copy = zoo.load("one-d-piece-tiny-64", precision="bf16")
+    without = zoo.load("one-d-piece-tiny-64", precision="bf16", weight_copy=False)
+    assert with_copy.weight_copy and not without.weight_copy
+    assert len(without._fp32_hooks) < len(with_copy._fp32_hooks)

@@ -348,6 +348,7 @@ class Model(nn.Module):
         self._precision = "fp32"
         self._fp32_hooks: list = []
         self.compiled = False
+        self.weight_copy = True  # under bf16 / fp16: keep a reduced-precision copy of the Linear / Conv weights
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -385,15 +386,22 @@ class Model(nn.Module):
             islands = tuple(self.get_submodule(name) for name in self.fp32_modules)
             for module in islands:
                 self._fp32_hooks += runtime.keep_fp32(module)
-            if not self.compiled:  # its hooks would make torch.compile recompile on every call
+            if self.weight_copy and not self.compiled:  # its hooks would make torch.compile recompile on every call
                 self._fp32_hooks += runtime.cache_low_precision_weights(self, runtime.PRECISIONS[p], skip=islands)
         self._precision = p
         return self
 
-    def setup(self, device=None, precision=None, compile: bool = False, max_batch: int | None | str = "keep") -> "Model":
+    def setup(self, device=None, precision=None, compile: bool = False, max_batch: int | None | str = "keep",
+              weight_copy: bool | None = None) -> "Model":
         """Move to `device` ('cpu', 'cuda', 'cuda:N', 'auto'), set `precision`, optionally compile the
         parts that do not stay fp32 with torch.compile (never by default: compiling makes the first call
-        slow), and set `max_batch` (items per chunk of a `batch_split` method; None: no chunking)."""
+        slow), set `max_batch` (items per chunk of a `batch_split` method; None: no chunking) and
+        `weight_copy` (False: under bf16 / fp16 autocast casts the fp32 weights in every call instead of
+        keeping a reduced-precision copy, half the weights' size again in memory)."""
+        if weight_copy is not None:
+            self.weight_copy = bool(weight_copy)
+            if precision is None:
+                self.set_precision(self._precision)  # install or drop the copy now
         if max_batch != "keep":
             if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
                 raise ValueError(f"max_batch must be a positive int or None (no chunking); got {max_batch!r}.")

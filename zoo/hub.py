@@ -429,7 +429,7 @@ def _load_zoo_repo(repo_id: str, revision: str | None, cache_dir: str | None) ->
 # ----------------------------------------------------------------------------------------------
 def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None,
          device: str | torch.device | None = None, precision: str = "fp32", compile: bool = False,
-         max_batch: int | None = runtime.MAX_BATCH) -> Model:
+         max_batch: int | None = runtime.MAX_BATCH, weight_copy: bool = True) -> Model:
     """A catalogue name, a local folder in zoo format, or a hub repo id in zoo format -> Tokenizer
     (or, for the catalogue's VAEs and local copies of their repos, a continuous `zoo.api.Autoencoder`).
 
@@ -440,12 +440,14 @@ def load(source: str | os.PathLike, *, revision: str | None = None, cache_dir: s
     (default, the official numerics), 'bf16' or 'fp16' (the family's precision policy keeps quantizer
     distances and spectral front ends in fp32). `compile`: torch.compile the model's parts (off by
     default: it makes the first call slow). `max_batch`: the most items an image encode / decode runs
-    at once where the family splits a batch exactly (None: the whole batch). The result is in eval mode.
+    at once where the family splits a batch exactly (None: the whole batch). `weight_copy`: under bf16 / fp16,
+    keep a reduced-precision copy of the Linear / Conv weights outside the fp32 parts (default: faster, half the
+    weights' size again in memory; False: autocast casts them in every call). The result is in eval mode.
     """
     dev = runtime.resolve_device(device) if device is not None else None  # bad names fail before any download
     prec = runtime.resolve_precision(precision)
     model = _load(source, revision=revision, cache_dir=cache_dir)
-    return model.setup(device=dev, precision=prec, compile=compile, max_batch=max_batch)
+    return model.setup(device=dev, precision=prec, compile=compile, max_batch=max_batch, weight_copy=weight_copy)
 
 
 def _load(source: str | os.PathLike, *, revision: str | None, cache_dir: str | None) -> Model:
