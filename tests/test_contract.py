@@ -95,3 +95,25 @@ def test_streaming_is_offered_or_refused_by_name(tiny):
     else:
         with pytest.raises(NotImplementedError, match="WavTokenizer and XY-Tokenizer"):
             tiny.stream_encoder()
+
+
+def test_a_family_missing_a_contract_property_gets_a_sentence_not_a_wrong_value():
+    """The base class reads codebook_size / token_rate / example_input from the config or the quantizer; a family
+    that has neither (and defines nothing) is told what to define, and a fixed-length family refuses num_tokens."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class BareConfig:
+        dim: int = 4
+
+    class Bare(Tokenizer):
+        family, modality, config_class = "bare", "audio", BareConfig
+
+    bare = Bare(BareConfig())
+    for what, call in [("codebook_size", lambda: bare.codebook_size), ("token_rate", lambda: bare.token_rate),
+                       ("example_input", lambda: bare.example_input())]:
+        with pytest.raises(NotImplementedError, match=f"Bare must define {what}"):
+            call()
+    with pytest.raises(NotImplementedError, match="fixed token count"):
+        bare.check_num_tokens(3)
+    assert bare.num_codebooks == 1

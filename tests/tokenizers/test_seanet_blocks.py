@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.blocks.seanet import SConv1d, SEANetResnetBlock, pad1d
+from zoo.blocks.seanet import ELU, SConv1d, SEANetResnetBlock, pad1d
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 50])
@@ -27,6 +27,18 @@ def test_pad1d_along_time_of_time_major_activations(length, mode):
     y = pad1d(x.transpose(1, 2).contiguous(), 3, 2, mode, dim=1)
     assert y.is_contiguous()
     assert torch.equal(y, pad1d(x, 3, 2, mode).transpose(1, 2))
+
+
+@pytest.mark.parametrize("length", [1, 3, 50])
+@pytest.mark.parametrize("mode", ["reflect", "zero"])
+@pytest.mark.parametrize("dim", [-1, 1])
+@pytest.mark.parametrize("left,right", [(0, 0), (3, 2)])
+def test_pad1d_fill_equals_padding_the_filled_input(length, mode, dim, left, right):
+    """fill= writes ELU(x) into the padded buffer: the same values as padding ELU(x)."""
+    x = torch.randn(2, 4, length)
+    elu = ELU()
+    with torch.inference_mode():
+        assert torch.equal(pad1d(x, left, right, mode, dim=dim, fill=elu.into), pad1d(elu(x), left, right, mode, dim=dim))
 
 
 @pytest.mark.parametrize("k,stride,dilation,causal,groups", [(7, 1, 1, False, 1), (3, 1, 2, False, 1), (8, 4, 1, False, 1),

@@ -47,14 +47,29 @@ class ELU(nn.ELU):
         return out.copy_(torch.where(x > 0, x, neg))
 
 
-def pad1d(x: Tensor, left: int, right: int, mode: str = "reflect", dim: int = -1) -> Tensor:
-    """F.pad along time (`dim`) that also reflects inputs shorter than the pad (zero-extends them first)."""
-    if left == 0 and right == 0:
-        return x  # F.pad would still copy the whole signal
+def pad1d(x: Tensor, left: int, right: int, mode: str = "reflect", dim: int = -1, fill=None) -> Tensor:
+    """F.pad along time (`dim`) that also reflects inputs shorter than the pad (zero-extends them first).
+
+    fill(x, out): an elementwise function written straight into the padded buffer's inside (inference: the
+    ELU before a conv, one pass and one buffer fewer); the padding is then that of fill(x)."""
+    if left == 0 and right == 0:  # F.pad would still copy the whole signal
+        return x if fill is None else fill(x, torch.empty_like(x))
     length = x.shape[dim]
     if mode == "reflect" and length > max(left, right):
         # the same values as F.pad(mode="reflect"), whose CPU kernel is ~2x slower than this copy
-        return torch.cat([x.narrow(dim, 1, left).flip(dim), x, x.narrow(dim, length - right - 1, right).flip(dim)], dim=dim)
+        shape = list(x.shape)
+        shape[dim] = left + length + right
+        padded = x.new_empty(shape)
+        inside = padded.narrow(dim, left, length)
+        if fill is None:
+            inside.copy_(x)
+        else:
+            fill(x, inside)
+        padded.narrow(dim, 0, left).copy_(padded.narrow(dim, left + 1, left).flip(dim))
+        padded.narrow(dim, left + length, right).copy_(padded.narrow(dim, left + length - right - 1, right).flip(dim))
+        return padded
+    if fill is not None:
+        x = fill(x, torch.empty_like(x))
     if dim not in (-1, x.dim() - 1):  # short inputs / other modes: F.pad pads the last dim (stays contiguous here)
         return pad1d(x.movedim(dim, -1), left, right, mode).movedim(-1, dim).contiguous()
     if mode != "reflect":
@@ -114,9 +129,7 @@ class SConv1d(nn.Module):
         x = pad1d(x, *self.padding(x.shape[-1]), self.pad_mode)
         if conv.kernel_size[0] == 1 and conv.stride[0] == 1 and conv.groups == 1:  # a matmul; CPU conv1d is slow here
             y = torch.matmul(conv.weight[:, :, 0], x)  # [C_out, C_in] @ [B, C_in, T]
-            if conv.bias is None:
-                return y
-            return y.add_(conv.bias[:, None]) if not torch.is_grad_enabled() else y + conv.bias[:, None]
+            return y if conv.bias is None else y + conv.bias[:, None]
         return conv(x)
 
     def forward_time_major(self, x: Tensor, activation: ELU | None = None) -> Tensor:
@@ -125,17 +138,7 @@ class SConv1d(nn.Module):
         audio rates than forward); values equal forward's to fp32 rounding (another summation order).
         `activation` (the ELU before this conv) is applied first, straight into the padded buffer."""
         conv = self.conv
-        left, right = self.padding(x.shape[1])
-        length = x.shape[1]
-        if activation is not None and self.pad_mode == "reflect" and length > max(left, right):
-            padded = x.new_empty(x.shape[0], left + length + right, x.shape[2])
-            activation.into(x, padded.narrow(1, left, length))
-            # reflect the activated ends (an elementwise activation commutes with the reflection)
-            padded[:, :left] = padded[:, left + 1 : 2 * left + 1].flip(1)
-            padded[:, left + length :] = padded[:, left + length - right - 1 : left + length - 1].flip(1)
-            x = padded
-        else:
-            x = pad1d(x if activation is None else activation(x), left, right, self.pad_mode, dim=1)
+        x = pad1d(x, *self.padding(x.shape[1]), self.pad_mode, dim=1, fill=None if activation is None else activation.into)
         weight = conv.weight  # [C_out, C_in, k] (weight norm applied)
         if weight.shape[-1] == 1 and conv.stride[0] == 1 and conv.groups == 1:
             return F.linear(x, weight[:, :, 0], conv.bias)
@@ -177,11 +180,7 @@ class SEANetResnetBlock(nn.Module):
         self.shortcut = nn.Identity() if true_skip else SConv1d(dim, dim, 1, **conv_options)
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():
-            return self.shortcut(x) + self.block(x)
-        # inference: in place, one fresh activation fewer (fresh pages fault slowly at audio rates)
-        y = self.block(x)
-        return y.add_(x) if isinstance(self.shortcut, nn.Identity) else y.add_(self.shortcut(x))
+        return self.shortcut(x) + self.block(x)
 
     def forward_time_major(self, x: Tensor) -> Tensor:
         """Inference on time-major activations x [B, T, C] -> [B, T, C] (see SConv1d.forward_time_major)."""
@@ -293,9 +292,16 @@ class SEANetEncoder(nn.Module):
         """A stateful encoder over audio pushed in chunks (equal to `forward` on the whole signal)."""
         return SEANetEncoderStream(self)
 
-    def _margin(self) -> int:
-        """The receptive field in samples, rounded up to a multiple of hop (windows must start on a frame)."""
-        return -(-self.receptive_field() // self.hop_length) * self.hop_length
+    def _margin(self, stop: int | None = None) -> int:
+        """The receptive field in samples of the conv stack (of its layers before `stop`), rounded up to a multiple
+        of their hop (windows must start on a frame)."""
+        hop = self._hop(stop)
+        return -(-self.receptive_field(stop) // hop) * hop
+
+    def _hop(self, stop: int | None = None) -> int:
+        """Samples per frame after the conv stack's layers before `stop` (all: hop_length)."""
+        layers = self.model[: self._num_conv_layers if stop is None else stop]
+        return math.prod(m.conv.stride[0] for m in layers.modules() if isinstance(m, SConv1d))
 
     def _windowed_layers(self, length: int) -> int:
         """How many of the conv stack's layers run in windows for an item of `length` samples: up to the first
@@ -315,8 +321,7 @@ class SEANetEncoder(nn.Module):
         length = x.shape[-1]
         split = self._windowed_layers(length)
         head, tail = self.model[:split], self.model[split : self._num_conv_layers]
-        hop = math.prod(m.conv.stride[0] for m in head.modules() if isinstance(m, SConv1d))
-        margin = -(-self.receptive_field(split) // hop) * hop
+        hop, margin = self._hop(split), self._margin(split)
         width = self.model[0].conv.out_channels
         step = max(hop, (self.chunk_elements // width) // hop * hop - 2 * margin)  # kept samples per window
         n_frames = -(-length // hop)
