@@ -3,8 +3,10 @@ fixture) and bf16 (agreement), then encode / decode timings of each family's rel
 (random weights) at batch 1, 8 and 32 in fp32, bf16 and bf16 + torch.compile. One table.
 
     python benchmarks/gpu_check.py [--parity-dir ../shared/parity] [--batches 1 8 32] [--skip-compile]
+    python benchmarks/gpu_check.py --device cpu --models wavtokenizer-tiny-24k --batches 1 --skip-compile  # dry run
 
-Without CUDA it says so and exits 0.
+Without CUDA it says so and exits 0. `--device cpu` runs the same checks on the CPU (the tests do, so that
+the script itself works when a GPU is there).
 """
 
 from __future__ import annotations
@@ -81,13 +83,14 @@ def parity(parity_dir: Path, device: torch.device) -> list[str]:
     return rows
 
 
-def timings(device: torch.device, batches: list[int], compile_too: bool) -> list[str]:
+def timings(device: torch.device, batches: list[int], compile_too: bool, models: list[str] = TIMED,
+            seconds: float = 10.0) -> list[str]:
     from zoo import registry
     from zoo.pipelines.bench import bench
 
     rows = [f"{'model':<26} {'batch':>5} {'mode':<13} {'enc items/s':>12} {'dec items/s':>12} {'peak MB':>9}"]
     modes = [("fp32", False), ("bf16", False)] + ([("bf16", True)] if compile_too else [])
-    for name in TIMED:
+    for name in models:
         spec, variant = registry.lookup(name)
         for precision, comp in modes:
             torch.manual_seed(0)
@@ -101,13 +104,14 @@ def timings(device: torch.device, batches: list[int], compile_too: bool) -> list
             for b in batches:
                 mode = precision + ("+compile" if comp else "")
                 try:
-                    r = bench(tok, batch_size=b, seconds=10.0, repeats=3)
+                    r = bench(tok, batch_size=b, seconds=seconds, repeats=3)
                     rows.append(f"{name:<26} {b:>5} {mode:<13} {r['encode_items_per_s']:>12.2f} {r['decode_items_per_s']:>12.2f} "
                                 f"{r['peak_memory_mb']:>9.0f}")
                 except Exception as e:
                     rows.append(f"{name:<26} {b:>5} {mode:<13} FAILED: {type(e).__name__}: {str(e)[:120]}")
                 finally:
-                    torch.cuda.empty_cache()
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
             del tok
     return rows
 
@@ -117,16 +121,21 @@ def main() -> int:
     p.add_argument("--parity-dir", default=str(REPO.parent / "shared" / "parity"))
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--skip-compile", action="store_true")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                   help="cuda (default); cpu runs the same checks on the CPU, a dry run of this script")
+    p.add_argument("--models", nargs="+", default=TIMED, help="catalogue names to time (default: released sizes)")
+    p.add_argument("--seconds", type=float, default=10.0, help="audio clip length for the timings")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False); nothing to check.")
         return 0
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     t0 = time.time()
-    print(f"gpu_check on {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
+    print(f"gpu_check on {where}, torch {torch.__version__}")
     for row in parity(Path(args.parity_dir), device):
         print(row)
-    for row in timings(device, args.batches, not args.skip_compile):
+    for row in timings(device, args.batches, not args.skip_compile, args.models, args.seconds):
         print(row, flush=True)
     print(f"gpu_check: {time.time() - t0:.0f} s")
     return 0

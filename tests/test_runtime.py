@@ -177,6 +177,30 @@ def test_gpu_check_says_so_without_cuda():
     assert out.returncode == 0 and "no CUDA device" in out.stdout, out.stdout + out.stderr
 
 
+def test_gpu_check_dry_run_on_cpu_checks_every_fixture_and_times():
+    """`gpu_check.py --device cpu` runs the script's own checks (so they work when a GPU is lent): each
+    family's fixture through its case (fp32 ids equal to the fixture) and one timing row per mode."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import parity_dir
+
+    root = parity_dir("wavtokenizer").parent
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script), "--device", "cpu", "--parity-dir", str(root), "--models",
+                          "wavtokenizer-tiny-24k", "--batches", "1", "--seconds", "1", "--skip-compile"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    for family in ("wavtokenizer", "xy_tokenizer", "flextok", "one_d_piece", "wetok", "selftok"):
+        row = next((line for line in lines if line.startswith(family + " ")), "")
+        assert "fp32 ids EQUAL to the fixture" in row, out.stdout
+    for mode in ("fp32", "bf16"):
+        assert any(line.startswith("wavtokenizer-tiny-24k") and f" {mode} " in line and "FAILED" not in line
+                   for line in lines), out.stdout
+
+
 def test_big_batches_run_in_exact_chunks(tiny):
     """A family's `batch_split` methods give the same result at max_batch=2 as in one pass (5 items:
     chunks of 2, 2, 1; noise drawn in the same order), and no layer then sees all 5 items at once;

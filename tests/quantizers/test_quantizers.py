@@ -188,6 +188,8 @@ def test_nearest_codes_is_exact_and_chunked():
     brute = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(-1)
     assert torch.equal(nearest_codes(x, c), brute)
     assert torch.equal(nearest_codes(x, c, chunk_elements=37 * 7), brute)  # 7 rows per chunk
+    xw, cw = torch.randn(300, 96), torch.randn(37, 96)  # wide codes: at least D (96) rows per chunk, not 7
+    assert torch.equal(nearest_codes(xw, cw, chunk_elements=37 * 7), ((xw[:, None] - cw[None]) ** 2).sum(-1).argmin(-1))
 
 
 def test_kmeans_init_runs_on_the_first_training_batch_only():

@@ -48,14 +48,45 @@ def test_time_major_sconv1d_equals_forward(k, stride, dilation, causal, groups, 
     """The inference path on time-major activations (channels-last convs) computes forward's values."""
     torch.manual_seed(0)
     layer = SConv1d(4, 6, k, stride=stride, dilation=dilation, causal=causal, groups=groups).eval()
-    block = SEANetResnetBlock(4, 3, dilation).eval()
+    blocks = [SEANetResnetBlock(4, 3, dilation).eval(), SEANetResnetBlock(4, 3, dilation, true_skip=True).eval()]
     x = torch.randn(2, 4, length)
     with torch.inference_mode():
         fast = layer.forward_time_major(x.transpose(1, 2).contiguous())
         assert fast.is_contiguous()
         torch.testing.assert_close(fast.transpose(1, 2), layer(x), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(block.forward_time_major(x.transpose(1, 2).contiguous()).transpose(1, 2), block(x),
-                                   rtol=1e-5, atol=1e-6)
+        for block in blocks:  # the last 1x1 conv accumulates onto the shortcut (a 1x1 conv, or the identity)
+            torch.testing.assert_close(block.forward_time_major(x.transpose(1, 2).contiguous()).transpose(1, 2),
+                                       block(x), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_stack_fast_path_keeps_hooks_and_fp32_islands():
+    """The time-major inference path calls no module hooks itself, so a layer with a hook in it runs its plain
+    forward: a probe fires, and a keep_fp32 island inside the stack computes in fp32 under bf16 autocast."""
+    from zoo.blocks.seanet import SEANetEncoder
+    from zoo.runtime import keep_fp32
+
+    torch.manual_seed(0)
+    enc = SEANetEncoder(n_filters=4, dimension=8, strides=(2, 2), lstm=0).eval()
+    x = torch.randn(1, 1, 64)
+    with torch.inference_mode():
+        ref = enc(x)
+    seen = {}
+
+    def probe(m, args, out):
+        seen.setdefault("probe", out.shape)
+
+    def island(m, args, out):
+        seen.setdefault("island", (args[0].dtype, out.dtype))
+
+    enc.model[1].block[1].register_forward_hook(probe)
+    keep_fp32(enc.model[3])  # the first strided conv
+    enc.model[3].register_forward_hook(island)
+    with torch.inference_mode():
+        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-6)  # hooked layers: the same values
+        assert seen["probe"] == (1, 2, 64)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            enc(x)
+    assert seen["island"] == (torch.float32, torch.float32)
 
 
 def test_pointwise_sconv1d_equals_conv1d():

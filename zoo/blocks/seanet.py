@@ -147,18 +147,30 @@ class SConv1d(nn.Module):
         return y.squeeze(2).transpose(1, 2).contiguous()  # a view, unless oneDNN chose the other layout
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook sits on `module` or inside it (a precision policy's fp32 island, a user's probe)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
 def time_major(layers, x: Tensor) -> Tensor:
     """Run SConv1d / SEANetResnetBlock / elementwise layers on time-major activations [B, T, C]; an ELU
-    followed by an SConv1d writes straight into that conv's padded input."""
+    followed by an SConv1d writes straight into that conv's padded input. A layer with forward hooks in it
+    runs its plain forward (the fast path calls no hooks), so hooks and fp32 islands still take effect."""
     layers = list(layers)
     i = 0
     while i < len(layers):
         layer = layers[i]
-        if isinstance(layer, ELU) and i + 1 < len(layers) and isinstance(layers[i + 1], SConv1d):
-            x = layers[i + 1].forward_time_major(x, activation=layer)
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, ELU) and isinstance(nxt, SConv1d) and not (_hooked(layer) or _hooked(nxt)):
+            x = nxt.forward_time_major(x, activation=layer)
             i += 2
             continue
-        x = layer.forward_time_major(x) if hasattr(layer, "forward_time_major") else layer(x)
+        if not hasattr(layer, "forward_time_major"):  # elementwise: any layout
+            x = layer(x)
+        elif _hooked(layer):
+            x = layer(x.transpose(1, 2)).transpose(1, 2).contiguous()
+        else:
+            x = layer.forward_time_major(x)
         i += 1
     return x
 
@@ -183,9 +195,22 @@ class SEANetResnetBlock(nn.Module):
         return self.shortcut(x) + self.block(x)
 
     def forward_time_major(self, x: Tensor) -> Tensor:
-        """Inference on time-major activations x [B, T, C] -> [B, T, C] (see SConv1d.forward_time_major)."""
-        y = time_major(self.block, x)
-        return y.add_(time_major([self.shortcut], x))
+        """Inference on time-major activations x [B, T, C] -> [B, T, C] (see SConv1d.forward_time_major).
+        The last 1x1 conv accumulates straight onto the shortcut (one GEMM into its output with both biases):
+        no separate sum pass or buffer; equal to forward to fp32 rounding."""
+        act, conv, act_out, last = self.block
+        h = conv.forward_time_major(x, activation=act)  # [B, T, C / compress]
+        h = act_out.into(h, torch.empty_like(h))
+        w, b = last.conv.weight[:, :, 0], last.conv.bias  # the last conv is 1x1 (see __init__)
+        if isinstance(self.shortcut, nn.Identity):
+            y = x.clone() if b is None else torch.add(x, b)
+        else:
+            sc = self.shortcut.conv
+            bias = sc.bias if b is None else (b if sc.bias is None else sc.bias + b)
+            y = F.linear(x, sc.weight[:, :, 0], bias)
+        y2d = y.view(-1, y.shape[-1])
+        y2d.addmm_(h.reshape(-1, h.shape[-1]).to(y.dtype), w.t().to(y.dtype))
+        return y
 
 
 class SLSTM(nn.Module):

@@ -63,13 +63,14 @@ def nearest_codes(x: Tensor, codebook: Tensor, chunk_elements: int = _NN_CHUNK_E
     """Index of the nearest codebook row (squared Euclidean) for each row of x.
 
     x: [N, D], codebook: [K, D] -> ids: [N] int64. Uses ||x||^2 - 2 x.c + ||c||^2 with a matmul,
-    chunked over N so that at most `chunk_elements` distances exist at once; never [N, K, D].
-    Ties go to the lowest index (torch.argmin).
+    chunked over N so that about `chunk_elements` distances exist at once, but at least D rows per chunk
+    (wide codes make the GEMM the cost, and it wants rows: 750 x 4096 x 512 on 2 CPU threads takes 39 ms in
+    chunks of 128 rows, 25 ms in chunks of 512); never [N, K, D]. Ties go to the lowest index (torch.argmin).
     """
     n, k = x.shape[0], codebook.shape[0]
     c2 = codebook.pow(2).sum(-1)  # [K]
     x2 = x.pow(2).sum(-1, keepdim=True)  # [N, 1]
-    rows = max(1, chunk_elements // max(k, 1))
+    rows = max(1, chunk_elements // max(k, 1), x.shape[1])
     out = torch.empty(n, dtype=torch.long, device=x.device)
     for start in range(0, n, rows):
         # x2 - 2 x.c in one GEMM (the same values as x2 - (2 x) @ c.T: scaling by 2 is exact), then + c2 in place
