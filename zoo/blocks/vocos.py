@@ -48,8 +48,9 @@ class AdaLayerNorm(nn.Module):
 
     def forward(self, x: Tensor, cond_id: Tensor) -> Tensor:
         if cond_id.numel() == 1:  # one condition for the whole batch: fuse the affine into layer_norm
-            i = int(cond_id.reshape(-1)[0])
-            return F.layer_norm(x, (self.dim,), self.scale.weight[i], self.shift.weight[i], self.eps)
+            i = cond_id.reshape(1)  # stays a tensor: no device-to-host sync, no graph break under torch.compile
+            return F.layer_norm(x, (self.dim,), self.scale.weight.index_select(0, i)[0],
+                                self.shift.weight.index_select(0, i)[0], self.eps)
         scale = self.scale(cond_id)[:, None, :]  # [B, 1, D]
         shift = self.shift(cond_id)[:, None, :]
         return F.layer_norm(x, (self.dim,), eps=self.eps) * scale + shift
