@@ -8,8 +8,9 @@ The official times are those of ../shared/research/perf_official.md (2 threads, 
 machine whose 2048^2 fp32 matmul ran at 185 GFLOP/s). This run measures its own matmul peak (fp32 and
 bf16) before and after the models: `vs official` divides the official time by ours; `norm.` also
 scales by the ratio of the two machines' fp32 peaks, so that a loaded machine does not flatter or
-punish us. Same input for every precision; per precision, --warmup untimed calls (which also fill the
-bf16 weight copy, as a user's first call does), then --repeats timed calls; the minimum is reported.
+punish us. Same input and seeded weights for every precision (one instance each); --warmup untimed calls
+each (which also fill the bf16 weight copy, as a user's first call does), then --repeats rounds in which the
+precisions take turns (a slow spell of a shared machine hits each alike); the minimum is reported.
 """
 
 from __future__ import annotations
@@ -113,27 +114,31 @@ def main() -> int:
     rows = []
     for name in args.models:
         spec, variant = registry.lookup(name)
-        torch.manual_seed(0)
-        tok = spec.tokenizer(variant.config).eval()
-        tok.variant = name
+        toks = {}
+        for precision in args.precisions:  # one instance per precision, the same seeded weights
+            torch.manual_seed(0)
+            toks[precision] = spec.tokenizer(variant.config).eval()
+            toks[precision].variant = name
+            toks[precision].set_precision(precision)
         for b in args.batches:
-            encode, decode = encode_decode(tok, b)
-            best: dict[str, list[float]] = {}
-            for precision in args.precisions:  # one block per precision: its warm-up fills the bf16 weight copy
-                tok.set_precision(precision)
+            calls = {precision: encode_decode(tok, b) for precision, tok in toks.items()}
+            for encode, decode in calls.values():  # warm-up: also fills the bf16 weight copy, as a user's first call
                 for _ in range(args.warmup):
                     decode(encode())
-                for _ in range(args.repeats):
+            best = {precision: [float("inf")] * 2 for precision in calls}
+            for _ in range(args.repeats):  # precisions take turns, so a slow spell of the machine hits each alike
+                for precision, (encode, decode) in calls.items():
                     t0 = time.perf_counter()
                     tokens = encode()
                     t1 = time.perf_counter()
                     decode(tokens)
                     t2 = time.perf_counter()
-                    enc, dec = best.get(precision, [float("inf")] * 2)
+                    enc, dec = best[precision]
                     best[precision] = [min(enc, t1 - t0), min(dec, t2 - t1)]
             for precision, (enc, dec) in best.items():
                 rows.append((name, b, precision, enc, dec, OFFICIAL.get((name, b))))
                 print(f"  measured {name} b{b} {precision}: encode {enc:.3f} s, decode {dec:.3f} s", flush=True)
+        del toks, calls
     after = timing.matmul_peak("cpu")
     print(f"matmul peak after: fp32 {after:.0f} GFLOP/s")
     peak = (peaks[0] + after) / 2
@@ -153,9 +158,9 @@ def main() -> int:
     return 0
 
 
-def write_rows(rows, peak: float, command: str, kept: bool = False) -> None:
+def write_rows(rows, peak: float, command: str, kept: bool = False, setting: str | None = None) -> None:
     """Merge rows into models/<family>/throughput.json, replacing earlier rows of the same name, batch, precision
-    and setting."""
+    and setting (`setting`: what the rows measure, where the default for the model does not say it)."""
     import datetime
     import json
 
@@ -167,15 +172,20 @@ def write_rows(rows, peak: float, command: str, kept: bool = False) -> None:
         spec, variant = registry.lookup(name)
         side = getattr(variant.config, "image_size", None)
         default = "10 s clip" if spec.tokenizer.modality == "audio" else f"{side}x{side} images"
-        setting = SETTING.get(name, default) + (f"; {SCALED[name, b]}" if (name, b) in SCALED else "")
-        setting += "; freed memory kept for reuse, as the zoo CLI runs" if kept else ""
+        row_setting = setting or SETTING.get(name, default) + (f"; {SCALED[name, b]}" if (name, b) in SCALED else "")
+        row_setting += "; freed memory kept for reuse, as the zoo CLI runs" if kept else ""
         path = Path(__file__).resolve().parents[1] / "models" / spec.name / "throughput.json"
         data = json.loads(path.read_text()) if path.is_file() else {}
-        others = [r for r in data.get(name, []) if (r["batch"], r["precision"], r["setting"]) != (b, prec, setting)]
-        others.append({"batch": b, "precision": prec, "encode_s": round(enc, 4), "decode_s": round(dec, 4),
-                       "official_encode_s": off[0], "official_decode_s": off[1], "matmul_gflops": round(peak, 1),
-                       "setting": setting, "date": date, "command": command})
-        data[name] = others
+        row = {"batch": b, "precision": prec, "encode_s": round(enc, 4), "decode_s": round(dec, 4),
+               "official_encode_s": off[0], "official_decode_s": off[1], "matmul_gflops": round(peak, 1),
+               "setting": row_setting, "date": date, "command": command}
+        rows_of = data.setdefault(name, [])
+        same = [i for i, r in enumerate(rows_of) if (r["batch"], r["precision"], r["setting"]) == (b, prec, row_setting)]
+        if same:  # in place: the file keeps its order
+            rows_of[same[0]] = row
+            rows_of[:] = [r for i, r in enumerate(rows_of) if i not in same[1:]]
+        else:
+            rows_of.append(row)
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
         print(f"wrote {path}")
 

@@ -72,6 +72,38 @@ def test_fp32_modules_run_in_fp32_under_bf16(tiny):
             assert not autocast_on and dtypes <= {torch.float32}, (name, dtypes, autocast_on)
 
 
+def test_bf16_modules_run_in_bf16_inside_their_fp32_islands_and_only_under_bf16():
+    """A family's measured exceptions (WavTokenizer: the encoder's LSTM) autocast to bf16 inside their fp32
+    island under bf16; under fp16 they stay fp32 with the island; the hooks go with precision fp32."""
+    families = [f for f in registry.FAMILIES if registry.family(f).tokenizer(registry.family(f).tiny_config).bf16_modules]
+    assert "wavtokenizer" in families
+    for family in families:
+        spec = registry.family(family)
+        torch.manual_seed(0)
+        tok = spec.tokenizer(spec.tiny_config).eval()
+        seen = []
+
+        def record(mod, args):
+            seen.append(({a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()},
+                         torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+        for name in tok.bf16_modules:
+            assert any(name.startswith(island + ".") for island in tok.fp32_modules), name
+        x, kw = tok.example_input(1, torch.Generator().manual_seed(0))
+        for precision, expect in (("bf16", True), ("fp16", False), ("fp32", False)):
+            if precision not in tok.precisions:
+                continue
+            tok.set_precision(precision)
+            handles = [tok.get_submodule(n).register_forward_pre_hook(record) for n in tok.bf16_modules]
+            seen.clear()
+            _run(tok, x, kw)
+            for h in handles:
+                h.remove()
+            assert seen, (family, precision)
+            for dtypes, autocast_on, dtype in seen:
+                assert autocast_on == expect and (not expect or dtype == torch.bfloat16), (family, precision)
+
+
 def test_every_quantizer_computes_ids_in_fp32():
     for cls in (VectorQuantizer, ResidualVQ, FSQ, LFQ, MultiScaleResidualQuantizer):
         assert issubclass(cls, Quantizer)

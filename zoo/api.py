@@ -332,6 +332,9 @@ class Model(nn.Module):
     # The family's precision policy (zoo.runtime): submodules that stay fp32 when the model runs in
     # bf16 / fp16 (quantizer distances, STFT / mel front ends and iSTFT heads); the rest autocasts.
     fp32_modules: ClassVar[tuple[str, ...]] = ()
+    # Submodules inside those islands that still run in bf16 (not fp16) under a bf16 run, where the family measured
+    # that its ids do not move (a family may compute them from its config: a property).
+    bf16_modules: ClassVar[tuple[str, ...]] = ()
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
     # Batch chunking: the methods whose work splits exactly along the batch (items independent, any
     # noise drawn item by item in order), each with its per-item keyword arguments. Such a call runs at
@@ -386,6 +389,9 @@ class Model(nn.Module):
             islands = tuple(self.get_submodule(name) for name in self.fp32_modules)
             for module in islands:
                 self._fp32_hooks += runtime.keep_fp32(module)
+            if p == "bf16":
+                for name in self.bf16_modules:
+                    self._fp32_hooks += runtime.autocast_within(self.get_submodule(name), torch.bfloat16)
             if self.weight_copy and not self.compiled:  # its hooks would make torch.compile recompile on every call
                 self._fp32_hooks += runtime.cache_low_precision_weights(self, runtime.PRECISIONS[p], skip=islands)
         self._precision = p

@@ -3,7 +3,8 @@ the fp32 islands a family's precision policy names.
 
 A family declares its policy once, as `Tokenizer.fp32_modules`: the submodules that stay fp32 because
 ids or numerics depend on them (quantizer distances and argmin / sign, STFT / iSTFT and mel front
-ends). Everything else in encode / decode runs under `torch.autocast` at the chosen precision:
+ends), and, where a family measured that bf16 does not move its ids, `Tokenizer.bf16_modules` inside those
+islands run in bf16 again. Everything else in encode / decode runs under `torch.autocast` at the chosen precision:
 convolutions, attention, MLPs, flow and diffusion decoders. Precision "fp32" disables autocast
 altogether, so the official numerics (and the parity fixtures) stay exact. Under bf16 / fp16 the
 Linear and Conv weights outside the fp32 islands are also kept as a reduced-precision copy
@@ -118,6 +119,24 @@ def keep_fp32(module: nn.Module) -> list:
         module.register_forward_pre_hook(pre, with_kwargs=True),
         module.register_forward_hook(post, with_kwargs=True, always_call=True),
     ]
+
+
+def autocast_within(module: nn.Module, dtype: torch.dtype) -> list:
+    """Make `module` run under autocast at `dtype` (on its input's device) even inside an fp32 island: a
+    family's measured exception to its own policy (`Tokenizer.bf16_modules`). Returns the hook handles."""
+    stack: list[contextlib.AbstractContextManager] = []
+
+    def pre(mod, args):
+        x = next((a for a in args if isinstance(a, Tensor)), None)
+        ctx = torch.autocast(device_type=x.device.type if x is not None else "cpu", dtype=dtype)
+        ctx.__enter__()
+        stack.append(ctx)
+
+    def post(mod, args, output):
+        if stack:
+            stack.pop().__exit__(None, None, None)
+
+    return [module.register_forward_pre_hook(pre), module.register_forward_hook(post, always_call=True)]
 
 
 _CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
