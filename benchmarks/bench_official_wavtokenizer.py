@@ -128,7 +128,7 @@ def main() -> int:
 
         command = " ".join(["python benchmarks/bench_official_wavtokenizer.py", *sys.argv[1:]])
         write_rows(rows, (peak + after) / 2, command.replace(str(args.official_src), "<WavTokenizer checkout>"),
-                   setting=SETTING)
+                   setting=SETTING, official_in_same_run=True)
     return 0
 
 

@@ -158,7 +158,8 @@ def main() -> int:
     return 0
 
 
-def write_rows(rows, peak: float, command: str, kept: bool = False, setting: str | None = None) -> None:
+def write_rows(rows, peak: float, command: str, kept: bool = False, setting: str | None = None,
+               official_in_same_run: bool = False) -> None:
     """Merge rows into models/<family>/throughput.json, replacing earlier rows of the same name, batch, precision
     and setting (`setting`: what the rows measure, where the default for the model does not say it)."""
     import datetime
@@ -179,6 +180,8 @@ def write_rows(rows, peak: float, command: str, kept: bool = False, setting: str
         row = {"batch": b, "precision": prec, "encode_s": round(enc, 4), "decode_s": round(dec, 4),
                "official_encode_s": off[0], "official_decode_s": off[1], "matmul_gflops": round(peak, 1),
                "setting": row_setting, "date": date, "command": command}
+        if official_in_same_run:
+            row["official_in_same_run"] = True
         rows_of = data.setdefault(name, [])
         same = [i for i, r in enumerate(rows_of) if (r["batch"], r["precision"], r["setting"]) == (b, prec, row_setting)]
         if same:  # in place: the file keeps its order

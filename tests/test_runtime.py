@@ -216,7 +216,7 @@ def test_gpu_check_dry_run_on_cpu_checks_every_fixture_and_times():
     import sys
     from pathlib import Path
 
-    from conftest import parity_dir
+    from tests.conftest import parity_dir
 
     root = parity_dir("wavtokenizer").parent
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"

@@ -31,7 +31,8 @@ def measured_metrics(variant: registry.Variant) -> dict | None:
 
 def measured_throughput(spec: registry.FamilySpec, variant: registry.Variant) -> list[dict]:
     """Rows of `models/<family>/throughput.json` for this name: our times and the official code's on the
-    same weights (written by `benchmarks/bench_precision.py --write`)."""
+    same weights (written by `benchmarks/bench_precision.py --write`, against perf_official.md's times, or by
+    `benchmarks/bench_official_wavtokenizer.py --write`, the official code timed in the same run)."""
     path = shelf_dir() / spec.name / "throughput.json"
     if not path.is_file():
         return []
@@ -44,8 +45,9 @@ def _throughput_lines(rows: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["batch"], r["precision"] != "fp32", r["precision"])):
         enc, dec = r["official_encode_s"] / r["encode_s"], r["official_decode_s"] / r["decode_s"]
+        official = "official code in the same run" if r.get("official_in_same_run") else "official run: 185"
         lines.append(f"| {r['batch']} | {r['precision']} | {enc:.2f}x | {dec:.2f}x | {r['setting']} | {r['date']}, fp32 matmul "
-                     f"{r['matmul_gflops']:.0f} GFLOP/s (official run: 185) |")
+                     f"{r['matmul_gflops']:.0f} GFLOP/s ({official}) |")
     commands = sorted({r["command"] for r in rows})
     return lines + ["", "Measured with " + "; ".join(f"`{c}`" for c in commands) + "."]
 
