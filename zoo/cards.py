@@ -32,7 +32,7 @@ def measured_metrics(variant: registry.Variant) -> dict | None:
 def measured_throughput(spec: registry.FamilySpec, variant: registry.Variant) -> list[dict]:
     """Rows of `models/<family>/throughput.json` for this name: our times and the official code's on the
     same weights (written by `benchmarks/bench_precision.py --write`, against perf_official.md's times, or by
-    `benchmarks/bench_official_wavtokenizer.py --write`, the official code timed in the same run)."""
+    `benchmarks/bench_official.py --write`, the official code timed in the same run)."""
     path = shelf_dir() / spec.name / "throughput.json"
     if not path.is_file():
         return []
