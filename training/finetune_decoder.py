@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.train import losses as L
+from zoo.train.families import hooks
 from zoo.train.loop import begin, fit, prepare, single_step
 from zoo.train.optim import OptimConfig
 from zoo.train.recipe import ModelConfig, ProgramSections, build_tokenizer, read_recipe
@@ -57,7 +58,10 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     mel = L.MelLoss(cfg.data.sample_rate, w.mel_n_ffts, n_mels=w.mel_n_mels).to(info.device) if w.mel else None
     stft = L.MultiResolutionSTFTLoss(w.stft_fft_sizes).to(info.device) if w.stft else None
     perceptual = L.build_perceptual(w.perceptual_backbone, w.perceptual_weights).to(info.device) if w.perceptual else None
-    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision)
+    family = hooks(model.family)
+    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision,
+                                        forward_methods=family.fsdp_forward_methods,
+                                        fsdp_unsupported=family.fsdp_unsupported and family.fsdp_unsupported(model))
 
     def loss_fn(tok, x):  # tok: the unwrapped model; this runs as the wrapped model's forward
         recon = tok.forward(x).recon

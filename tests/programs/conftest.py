@@ -51,6 +51,24 @@ def image_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def mesh_dir(tmp_path_factory) -> Path:
+    """Four small watertight meshes (trimesh primitives) for VAT smoke runs."""
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("igl")
+    d = tmp_path_factory.mktemp("meshes")
+    for name, m in (("box", trimesh.creation.box((1.0, 0.6, 0.4))), ("ball", trimesh.creation.icosphere(2)),
+                    ("capsule", trimesh.creation.capsule(1.0, 0.3)), ("cylinder", trimesh.creation.cylinder(0.4, 1.2))):
+        m.export(d / f"{name}.ply")
+    return d
+
+
+@pytest.fixture(scope="session")
+def speech_dir() -> Path:
+    """The repository's speech sample (samples/speech_16k.wav) for audio smoke runs."""
+    return REPO / "samples"
+
+
 def program(name: str):
     """The training program module (a plain script, loaded by path: training/ is never imported as a package)."""
     return types.SimpleNamespace(**runpy.run_path(str(PROGRAMS / f"{name}.py"), run_name=f"zoo_program_{name}"))

@@ -1,6 +1,6 @@
 """Real processes: torchrun with 2 CPU processes (gloo) keeps identical replicas (the toy autoencoder, One-D-Piece's
-stages whose passes leave parameters without gradients, FlexTok under FSDP2 as under DDP); a run killed with
-SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
+stages whose passes leave parameters without gradients); each family's smoke recipe trains under FSDP2 to the
+weights of DDP; a run killed with SIGKILL and resumed ends with exactly the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -80,16 +80,32 @@ def test_one_d_piece_stages_that_leave_parameters_without_gradients_keep_identic
     assert proc.returncode != 0 and "set train.find_unused_parameters: true" in proc.stderr, proc.stderr[-4000:]
 
 
-def test_flextok_trains_under_fsdp_as_under_ddp(image_dir, tmp_path):
-    """FlexTok's flow pass calls decoder.condition / uncondition outside the decoder's forward; under FSDP2 they gather
-    the decoder's shards (the family's fsdp_forward_methods). Two steps (nested and condition dropout on, REPA off):
-    the same weights as DDP."""
-    pytest.importorskip("diffusers", reason="FlexTok's VAE is diffusers' AutoencoderKL")
-    common = [f"data.paths=[{image_dir}]", "train.find_unused_parameters=true", "train.ema_decay=0",
-              "model.config.repa_encoder=''", "model.config.repa_dim=0"]
+# family: (program, the data fixture, overrides). FlexTok's and Selftok's flow passes and VAT's occupancy pass call the
+# decoder's methods outside its forward (the families' fsdp_forward_methods); FlexTok runs with REPA off.
+FSDP_CASES = {
+    "flextok": ("train_flow_decoder.py", "image_dir", ("model.config.repa_encoder=''", "model.config.repa_dim=0")),
+    "selftok": ("train_flow_decoder.py", "image_dir", ()),
+    "vat": ("train_autoencoder.py", "mesh_dir", ()),
+    "xy_tokenizer": ("train_autoencoder.py", "speech_dir", ()),
+    "wavtokenizer": ("train_autoencoder.py", "speech_dir", ()),
+    "wetok": ("train_autoencoder.py", "image_dir", ()),
+    "one_d_piece": ("train_autoencoder.py", "image_dir", ()),
+}
+
+
+@pytest.mark.parametrize("family", list(FSDP_CASES))
+def test_family_trains_under_fsdp_as_under_ddp(family, request, tmp_path):
+    """Two steps of the family's smoke recipe (its stages, grad_accum, discriminators) on 2 processes: FSDP2 ends with
+    the weights of DDP. find_unused_parameters: some passes leave parameters without gradients (Selftok's last encoder
+    block's patch stream, VAT's codebook in the VAE stage), which DDP must be told; FSDP2 needs nothing."""
+    if family == "flextok":
+        pytest.importorskip("diffusers", reason="FlexTok's VAE is diffusers' AutoencoderKL")
+    program, data, overrides = FSDP_CASES[family]
+    common = [f"data.paths=[{request.getfixturevalue(data)}]", "train.find_unused_parameters=true",
+              "train.ema_decay=0", "train.ckpt_every=1", *overrides]
     runs = {}
     for strategy in ("fsdp", "ddp"):
-        proc = _torchrun("train_flow_decoder.py", SMOKE / "flextok.yaml", *common, f"train.strategy={strategy}",
+        proc = _torchrun(program, SMOKE / f"{family}.yaml", *common, f"train.strategy={strategy}",
                          f"train.run_dir={tmp_path / strategy}")
         assert proc.returncode == 0, proc.stderr[-4000:]
         runs[strategy] = load_file(tmp_path / strategy / "final" / "model.safetensors")
@@ -98,6 +114,21 @@ def test_flextok_trains_under_fsdp_as_under_ddp(image_dir, tmp_path):
     for k, v in runs["ddp"].items():
         torch.testing.assert_close(runs["fsdp"][k], v, rtol=1e-5, atol=1e-6, msg=k)
     assert any(not torch.equal(start[k], v) for k, v in runs["ddp"].items())  # the second step trained
+
+
+def test_one_d_piece_dead_code_restarts_refuse_fsdp(image_dir, tmp_path):
+    """Restarting dead codes writes into the learned codebook inside forward, which FSDP2 would lose: the recipe fails
+    at setup, naming the reason, in one process as under torchrun; with the quantizer frozen nothing restarts."""
+    common = [f"data.paths=[{image_dir}]", "train.strategy=fsdp", "model.config.dead_code_threshold=0.5"]
+    with pytest.raises(ValueError, match="restarts dead codes.*Use train.strategy: ddp"):
+        run("train_autoencoder", "one_d_piece.yaml", [*common, f"train.run_dir={tmp_path}"])
+    from zoo.train.families import hooks
+    from zoo.train.recipe import ModelConfig, build_tokenizer, load_yaml
+
+    config = {**load_yaml(SMOKE / "one_d_piece.yaml")["model"]["config"], "dead_code_threshold": 0.5}
+    assert hooks("one_d_piece").fsdp_unsupported(build_tokenizer(ModelConfig(family="one_d_piece", config=config)))
+    frozen = build_tokenizer(ModelConfig(family="one_d_piece", config=config, freeze=("quantizer",)))
+    assert hooks("one_d_piece").fsdp_unsupported(frozen) is None
 
 
 def test_killed_run_resumes_to_the_same_weights(toys, image_dir, tmp_path):

@@ -171,18 +171,6 @@ def test_wavtokenizer_smoke_two_steps(tmp_path):
     assert tok.family == "wavtokenizer" and tok.codebook_size == 1024
 
 
-@pytest.fixture(scope="session")
-def mesh_dir(tmp_path_factory):
-    """Four small watertight meshes (trimesh primitives) for the VAT smoke run."""
-    trimesh = pytest.importorskip("trimesh")
-    pytest.importorskip("igl")
-    d = tmp_path_factory.mktemp("meshes")
-    for name, m in (("box", trimesh.creation.box((1.0, 0.6, 0.4))), ("ball", trimesh.creation.icosphere(2)),
-                    ("capsule", trimesh.creation.capsule(1.0, 0.3)), ("cylinder", trimesh.creation.cylinder(0.4, 1.2))):
-        m.export(d / f"{name}.ply")
-    return d
-
-
 def test_autoencoder_vat_two_stages_on_meshes(mesh_dir, tmp_path):
     final = run("train_autoencoder", "vat.yaml", [f"data.paths=[{mesh_dir}]", f"train.run_dir={tmp_path}"])
     rows = _rows(tmp_path)

@@ -12,6 +12,18 @@ def test_hooks_name_registered_families_and_default_to_none():
     assert families_with("repa_encoder") == ["flextok"]
     assert families_with("flow_forward") == families_with("flow_noise_shape") == ["flextok", "selftok"]
     assert hooks("flextok").fsdp_forward_methods == ("decoder.condition", "decoder.uncondition")
+    assert families_with("fsdp_forward_methods") == ["flextok", "selftok", "vat"]
+    assert families_with("fsdp_unsupported") == ["one_d_piece"]
+
+
+def test_fsdp_forward_methods_are_methods_of_top_level_children():
+    """zoo.train.distributed.wrap registers each on a top-level child (an FSDP2 shard unit)."""
+    for name in families_with("fsdp_forward_methods"):
+        spec = registry.family(name)
+        model = spec.tokenizer(spec.tiny_config)
+        for method in hooks(name).fsdp_forward_methods:
+            child, _, attr = method.partition(".")
+            assert child in dict(model.named_children()) and callable(getattr(getattr(model, child), attr)), method
 
 
 def test_flow_hooks_are_the_models_passes():
