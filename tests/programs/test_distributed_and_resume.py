@@ -93,7 +93,9 @@ FSDP_CASES = {
 }
 
 
-@pytest.mark.parametrize("family", list(FSDP_CASES))
+# The families that declare methods for FSDP2 run by default; those that need nothing (~18 s each) run with -m slow.
+@pytest.mark.parametrize("family", [f if f in ("flextok", "selftok", "vat") else pytest.param(f, marks=pytest.mark.slow)
+                                    for f in FSDP_CASES])
 def test_family_trains_under_fsdp_as_under_ddp(family, request, tmp_path):
     """Two steps of the family's smoke recipe (its stages, grad_accum, discriminators) on 2 processes: FSDP2 ends with
     the weights of DDP. find_unused_parameters: some passes leave parameters without gradients (Selftok's last encoder

@@ -49,6 +49,11 @@ class TrainingHooks:
     fsdp_forward_methods: tuple[str, ...] = ()
     fsdp_unsupported: Callable[[nn.Module], str | None] | None = None
 
+    def fsdp_options(self, model: nn.Module) -> dict:
+        """What `zoo.train.loop.prepare` needs to know of this family for FSDP2 (keyword arguments)."""
+        return {"forward_methods": self.fsdp_forward_methods,
+                "fsdp_unsupported": self.fsdp_unsupported(model) if self.fsdp_unsupported else None}
+
 
 HOOKS: dict[str, TrainingHooks] = {
     "vat": TrainingHooks(continuous_forward=vat.continuous_forward,
