@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
+from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.pipelines.bench import sync
 from zoo.samplers import linspace_timesteps
 from zoo.tokenizers import selftok as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timing  # noqa: E402
 
 
 def configs():
@@ -43,19 +47,6 @@ def timed(fn, device, repeats):
         out = fn()
     sync(device)
     return (time.perf_counter() - t0) / repeats, out
-
-
-def flops_of(fn) -> float:
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return float(fc.get_total_flops())
-
-
-def matmul_peak(device, dtype) -> float:
-    n = 4096 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    sec, _ = timed(lambda: a @ b, device, 10 if device.type == "cuda" else 3)
-    return 2 * n**3 / sec
 
 
 def upstream_style_decode(model, tokens, noise, steps):
@@ -87,7 +78,7 @@ def main():
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    peak = matmul_peak(device, torch.float32)
+    peak = timing.matmul_peak(device) * 1e9  # FLOP/s
     print(f"device {device}; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s (measured in this run)")
     print(f"{'config':9} {'what':22} {'batch':>5} {'s/call':>9} {'items/s':>9} {'GFLOP/s':>9} {'of peak':>7}")
     for name in args.configs.split(","):
@@ -118,7 +109,7 @@ def main():
                     rows.append(("decode renderer (1)", lambda: model.render_latents(toks), 1))
                 for what, fn, _ in rows:
                     sec, _ = timed(fn, device, 1 if name != "tiny" else 3)
-                    fl = flops_of(fn)
+                    fl = timing.flops(fn)
                     print(f"{name:9} {what:22} {b:5d} {sec:9.4f} {b / sec:9.2f} {fl / sec / 1e9:9.1f} {fl / sec / peak:7.1%}")
             del model
     print(f"peak memory: {peak_mem(device)}")

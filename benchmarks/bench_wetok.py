@@ -13,35 +13,19 @@ downsample16 encode 6.32 s, decode 7.87 s; downsample8 encode 9.45 s, decode 13.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from zoo.pipelines.bench import sync as _sync
 from zoo.quantizers.lfq import LFQ
 from zoo.tokenizers.wetok import TINY_CONFIG, WeTok, WeTokConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timing  # noqa: E402
+
 CONFIGS = {"tiny": TINY_CONFIG, "imagenet-f16": WeTokConfig()}
 OFFICIAL_B1_SECONDS = {"imagenet-f16": (6.32, 7.87)}  # (encode, decode), perf_official.md section 4
-
-
-def _time(fn, device, repeats: int) -> float:
-    fn()  # warm-up
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 3) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    seconds = _time(lambda: a @ b, device, repeats)
-    return 2 * n**3 / seconds / 1e9
 
 
 def flops(cfg: WeTokConfig, batch: int, size: int) -> tuple[float, float]:
@@ -72,8 +56,8 @@ def bench_model(name: str, batch: int, device: torch.device, repeats: int, peak:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     tokens = model.encode(x)
-    t_enc = _time(lambda: model.encode(x), device, repeats)
-    t_dec = _time(lambda: model.decode(tokens), device, repeats)
+    t_enc = timing.best_of(lambda: model.encode(x), device, repeats)
+    t_dec = timing.best_of(lambda: model.decode(tokens), device, repeats)
     f_enc, f_dec = flops(cfg, batch, size)
     row = {
         "model": name,
@@ -149,7 +133,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    peak = matmul_peak_gflops(device)
+    peak = timing.matmul_peak(device)
     print(f"device {device}, {torch.get_num_threads()} threads, fp32; matmul peak {peak:.1f} GFLOP/s (2048^2)")
     print()
     print("| model | size | batch | encode img/s | decode img/s | encode GFLOP/s (of peak) | decode GFLOP/s (of peak) | official B=1 enc / dec s |")

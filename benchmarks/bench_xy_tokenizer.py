@@ -13,26 +13,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
+import sys
+from pathlib import Path
 
 import torch
 
 from zoo.tokenizers.xy_tokenizer import TINY_CONFIG, XYTokenizer, XYTokenizerConfig
 
-
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timing  # noqa: E402
 
 
 def plain_copy(model: XYTokenizer) -> XYTokenizer:
@@ -46,15 +35,6 @@ def plain_copy(model: XYTokenizer) -> XYTokenizer:
     return m
 
 
-def flops_of(fn) -> float:
-    """FLOPs counted by torch's FlopCounterMode (matmuls and convolutions)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="tiny,released")
@@ -66,7 +46,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    peak = matmul_peak()
+    peak = timing.matmul_peak("cpu")
     print(f"matmul peak (2048^2 fp32, {args.threads} threads): {peak:.0f} GFLOP/s")
     configs = {"tiny": TINY_CONFIG, "released": XYTokenizerConfig()}
     rows = []
@@ -79,12 +59,12 @@ def main():
             modes = [False, True] if args.full_window else [False]
             for full in modes:
                 tokens = model.encode(x, sample_rate=sr, full_window=full)
-                t_enc = best_of(lambda: model.encode(x, sample_rate=sr, full_window=full), args.repeats)
-                f_enc = flops_of(lambda: counted.encode(x, sample_rate=sr, full_window=full))
+                t_enc = timing.best_of(lambda: model.encode(x, sample_rate=sr, full_window=full), "cpu", args.repeats)
+                f_enc = timing.flops(lambda: counted.encode(x, sample_rate=sr, full_window=full))
                 label = f"{size}{' (30 s pad)' if full else ''}"
                 if not full:
-                    t_dec = best_of(lambda: model.decode(tokens), args.repeats)
-                    f_dec = flops_of(lambda: counted.decode(tokens))
+                    t_dec = timing.best_of(lambda: model.decode(tokens), "cpu", args.repeats)
+                    f_dec = timing.flops(lambda: counted.decode(tokens))
                 else:
                     t_dec = f_dec = float("nan")
                 audio_s = b * args.seconds

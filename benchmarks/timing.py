@@ -18,15 +18,20 @@ def matmul_peak(device, dtype=torch.float32, n: int = 2048, reps: int = 5) -> fl
     """GFLOP/s of an n x n matmul, its fastest of `reps` calls (as the models' timings are their fastest): the
     reference that achieved GFLOP/s are quoted against, and that a shared machine's stalls do not drag down."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
+    return 2 * n**3 / best_of(lambda: a @ b, device, reps) / 1e9
+
+
+def best_of(fn, device, reps: int) -> float:
+    """Seconds of the fastest of `reps` calls, after one warm-up call (the protocol of perf_official.md)."""
+    fn()  # warm-up
     sync(device)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        a @ b
+        fn()
         sync(device)
         best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return best
 
 
 def timed(fn, device, reps: int) -> float:
