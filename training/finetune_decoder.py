@@ -59,7 +59,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
     stft = L.MultiResolutionSTFTLoss(w.stft_fft_sizes).to(info.device) if w.stft else None
     perceptual = L.build_perceptual(w.perceptual_backbone, w.perceptual_weights).to(info.device) if w.perceptual else None
     family = hooks(model.family)
-    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision, **family.fsdp_options(model))
+    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision,
+                                        forward_methods=family.fsdp_forward_methods)
 
     def loss_fn(tok, x):  # tok: the unwrapped model; this runs as the wrapped model's forward
         recon = tok.forward(x).recon

@@ -224,7 +224,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
              f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M", info.world_size,
              info.device, precision)
 
-    model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision, **family.fsdp_options(model))
+    model, opt_g, sched_g, scaler_g = prepare(model, cfg.train, cfg.optim, info, precision,
+                                              forward_methods=family.fsdp_forward_methods)
     models, optimizers, schedulers, scalers = {"model": model}, {"model": (model, opt_g)}, {"model": sched_g}, {"model": scaler_g}
     if disc is not None:
         disc, opt_d, sched_d, scaler_d = prepare(disc, cfg.train, d.optim, info, precision)

@@ -54,7 +54,8 @@ def main(cfg: ProgramConfig, env=os.environ) -> Path:
                         f"({', '.join(families_with('flow_forward'))}). Use train_autoencoder.py for the others.")
     log.info("model %s: %.2f M parameters; %d process(es) on %s, %s", type(model).__name__,
              model.num_parameters() / 1e6, info.world_size, info.device, precision)
-    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision, **family.fsdp_options(model))
+    model, opt, sched, scaler = prepare(model, cfg.train, cfg.optim, info, precision,
+                                        forward_methods=family.fsdp_forward_methods)
     repa = family.repa_encoder(zd.unwrap(model)) if family.repa_encoder else None  # frozen; never saved or trained
     noise_shape = family.flow_noise_shape or (lambda tok, x: tuple(x.shape))  # default: noise like the input
 

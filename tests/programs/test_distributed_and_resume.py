@@ -124,13 +124,12 @@ def test_one_d_piece_dead_code_restarts_refuse_fsdp(image_dir, tmp_path):
     common = [f"data.paths=[{image_dir}]", "train.strategy=fsdp", "model.config.dead_code_threshold=0.5"]
     with pytest.raises(ValueError, match="restarts dead codes.*Use train.strategy: ddp"):
         run("train_autoencoder", "one_d_piece.yaml", [*common, f"train.run_dir={tmp_path}"])
-    from zoo.train.families import hooks
     from zoo.train.recipe import ModelConfig, build_tokenizer, load_yaml
 
     config = {**load_yaml(SMOKE / "one_d_piece.yaml")["model"]["config"], "dead_code_threshold": 0.5}
-    assert hooks("one_d_piece").fsdp_unsupported(build_tokenizer(ModelConfig(family="one_d_piece", config=config)))
+    assert build_tokenizer(ModelConfig(family="one_d_piece", config=config)).quantizer.fsdp_unsupported()
     frozen = build_tokenizer(ModelConfig(family="one_d_piece", config=config, freeze=("quantizer",)))
-    assert hooks("one_d_piece").fsdp_unsupported(frozen) is None
+    assert frozen.quantizer.fsdp_unsupported() is None
 
 
 def test_killed_run_resumes_to_the_same_weights(toys, image_dir, tmp_path):

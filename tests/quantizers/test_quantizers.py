@@ -428,3 +428,13 @@ def test_metrics_report_usage_and_perplexity():
     assert math.isclose(float(out.metrics["perplexity"]), 4.0, rel_tol=1e-5) and float(out.metrics["usage"]) == 1.0
     one = vq(torch.tensor([[2.0, 0], [3, 0]]))
     assert math.isclose(float(one.metrics["perplexity"]), 1.0, rel_tol=1e-5) and float(one.metrics["usage"]) == 0.25
+
+
+def test_vector_quantizer_says_when_fsdp_would_lose_its_writes():
+    """A learned codebook written inside forward (dead-code restarts, a pending k-means init) cannot train under FSDP2;
+    an EMA codebook (a buffer), a plain learned one and a frozen one can."""
+    assert VectorQuantizer(4, 8, ema_decay=0.99, dead_code_threshold=1.0, kmeans_init=True).fsdp_unsupported() is None
+    assert VectorQuantizer(4, 8).fsdp_unsupported() is None
+    assert "restarts dead codes" in VectorQuantizer(4, 8, dead_code_threshold=1.0).fsdp_unsupported()
+    assert "k-means" in VectorQuantizer(4, 8, kmeans_init=True).fsdp_unsupported()
+    assert VectorQuantizer(4, 8, dead_code_threshold=1.0).requires_grad_(False).fsdp_unsupported() is None

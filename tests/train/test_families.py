@@ -13,7 +13,6 @@ def test_hooks_name_registered_families_and_default_to_none():
     assert families_with("flow_forward") == families_with("flow_noise_shape") == ["flextok", "selftok"]
     assert hooks("flextok").fsdp_forward_methods == ("decoder.condition", "decoder.uncondition")
     assert families_with("fsdp_forward_methods") == ["flextok", "selftok", "vat"]
-    assert families_with("fsdp_unsupported") == ["one_d_piece"]
 
 
 def test_fsdp_forward_methods_are_methods_of_top_level_children():

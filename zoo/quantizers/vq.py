@@ -193,6 +193,20 @@ class VectorQuantizer(Quantizer):
     def uses_ema(self) -> bool:
         return self.ema_decay is not None
 
+    def fsdp_unsupported(self) -> str | None:
+        """Why FSDP2 cannot train this quantizer, or None. A learned codebook (a parameter) that training writes into
+        inside forward -- dead-code restarts, a k-means init still to come -- would be written into the copy FSDP2
+        gathers from the shards and frees after the pass: the writes would be silently lost. DDP writes into each
+        full replica; EMA codebooks are buffers; a frozen codebook is never written."""
+        if self.uses_ema or not self.codebook.requires_grad:
+            return None
+        if self.dead_code_threshold > 0:
+            return (f"its learned codebook restarts dead codes (dead_code_threshold={self.dead_code_threshold}) by "
+                    "writing into it inside forward")
+        if not bool(self.initialized):
+            return "its learned codebook is k-means initialised by writing into it inside the first forward"
+        return None
+
     def extra_repr(self) -> str:
         mode = f"ema_decay={self.ema_decay}" if self.uses_ema else "learned"
         return f"dim={self.dim}, codebook_size={self.codebook_size}, codebook_dim={self.codebook_dim}, cosine={self.cosine}, {mode}"

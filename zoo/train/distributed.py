@@ -108,7 +108,7 @@ def seed_all(seed: int) -> None:
 # wrapping
 # ----------------------------------------------------------------------------------------------
 def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_parameters: bool = False,
-         forward_methods: tuple[str, ...] = (), fsdp_unsupported: str | None = None) -> nn.Module:
+         forward_methods: tuple[str, ...] = ()) -> nn.Module:
     """Put `model` on the device and wrap it for data parallel training.
 
     strategy: "none" (single process only), "ddp" (DistributedDataParallel: parameters
@@ -116,15 +116,19 @@ def wrap(model: nn.Module, strategy: str, info: DistInfo, *, find_unused_paramet
     one shard unit (the elements of a ModuleList), then the root; every rank must have built identical initial weights).
     forward_methods: "child.method" names (a family's `fsdp_forward_methods`) of methods that a training pass calls
     outside the child's forward; under FSDP2 they gather the child's parameters as its forward does.
-    fsdp_unsupported: why FSDP2 cannot train this model (a family's `fsdp_unsupported(model)`); strategy "fsdp"
-    then raises with it, in one process too, so that the recipe fails before any run.
+    Strategy "fsdp" raises, in one process too (the recipe fails before any run), where a submodule says why FSDP2
+    cannot train it (its `fsdp_unsupported()` returns a sentence; e.g. a VectorQuantizer restarting dead codes).
     A model without trainable parameters (fully frozen) is returned unwrapped.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-    if strategy == "fsdp" and fsdp_unsupported:
-        raise ValueError(f"train.strategy: fsdp cannot train this model: {fsdp_unsupported}. "
-                         "Use train.strategy: ddp.")
+    if strategy == "fsdp":
+        for name, module in model.named_modules():
+            reason = module.fsdp_unsupported() if callable(getattr(module, "fsdp_unsupported", None)) else None
+            if reason:
+                raise ValueError(f"train.strategy: fsdp cannot train this model: {type(model).__name__}.{name}: {reason}, "
+                                 "and under FSDP2 that write lands in a gathered copy of the shards which is freed after "
+                                 "the pass, so it would be lost. Use train.strategy: ddp.")
     model = model.to(info.device)
     if not info.distributed or not any(p.requires_grad for p in model.parameters()):
         if strategy != "none" and not info.distributed:

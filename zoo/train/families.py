@@ -18,8 +18,6 @@ A few families have a training pass beyond it, written in `zoo/train/<family>.py
                         pass calls outside that child's forward; under FSDP2 they gather its parameters as forward
                         does (`register_fsdp_forward_method`): FlexTok's decoder.condition / uncondition, Selftok's
                         decoder.embed_context, VAT's decoder.triplane / logits (its decoder has no forward)
-    fsdp_unsupported    model -> why FSDP2 cannot train this model (a sentence), or None; `train.strategy: fsdp`
-                        then fails at setup with it: One-D-Piece restarting dead codes of its learned codebook
 
 `model` is the unwrapped tokenizer; the programs compute each loss, passes included, as the wrapped model's forward
 (`zoo.train.distributed.loss_forward`), so that DDP and FSDP2 see it. A family not in `HOOKS` has none of them;
@@ -47,12 +45,6 @@ class TrainingHooks:
     flow_forward: Callable[..., object] | None = None
     flow_noise_shape: Callable[[nn.Module, object], tuple[int, ...]] | None = None
     fsdp_forward_methods: tuple[str, ...] = ()
-    fsdp_unsupported: Callable[[nn.Module], str | None] | None = None
-
-    def fsdp_options(self, model: nn.Module) -> dict:
-        """What `zoo.train.loop.prepare` needs to know of this family for FSDP2 (keyword arguments)."""
-        return {"forward_methods": self.fsdp_forward_methods,
-                "fsdp_unsupported": self.fsdp_unsupported(model) if self.fsdp_unsupported else None}
 
 
 HOOKS: dict[str, TrainingHooks] = {
@@ -60,8 +52,7 @@ HOOKS: dict[str, TrainingHooks] = {
                          fsdp_forward_methods=("decoder.triplane", "decoder.logits")),
     "one_d_piece": TrainingHooks(continuous_forward=one_d_piece.continuous_forward,
                                  proxy_forward=one_d_piece.training_forward,
-                                 proxy_classes=lambda model: model.cfg.proxy_codebook_size,
-                                 fsdp_unsupported=one_d_piece.fsdp_unsupported),
+                                 proxy_classes=lambda model: model.cfg.proxy_codebook_size),
     "flextok": TrainingHooks(repa_encoder=flextok.repa_encoder, flow_forward=FlexTok.flow_forward,
                              flow_noise_shape=FlexTok.flow_noise_shape,
                              fsdp_forward_methods=("decoder.condition", "decoder.uncondition")),

@@ -43,12 +43,12 @@ def begin(name: str, cfg, env: Mapping[str, str] = os.environ):
 
 
 def prepare(module: nn.Module, train: TrainConfig, optim: OptimConfig, info: zd.DistInfo, precision: str, *,
-            forward_methods: tuple[str, ...] = (), fsdp_unsupported: str | None = None):
+            forward_methods: tuple[str, ...] = ()):
     """Wrap a module for the run (DDP / FSDP2 under torchrun) and give it an optimiser, its LR schedule
-    and an fp16 grad scaler: -> (wrapped module, optimizer, scheduler, scaler). forward_methods and
-    fsdp_unsupported: the family's `fsdp_forward_methods` and `fsdp_unsupported(model)` (zoo.train.families)."""
+    and an fp16 grad scaler: -> (wrapped module, optimizer, scheduler, scaler). forward_methods: the family's
+    `fsdp_forward_methods` (zoo.train.families)."""
     module = zd.wrap(module, train.strategy, info, find_unused_parameters=train.find_unused_parameters,
-                     forward_methods=forward_methods, fsdp_unsupported=fsdp_unsupported)
+                     forward_methods=forward_methods)
     opt = build_optimizer(module.parameters(), optim)
     return module, opt, build_scheduler(opt, optim, train.steps), zd.grad_scaler(precision, info.device)
 

@@ -59,17 +59,4 @@ def continuous_forward(model: OneDPiece, x: Tensor, generator: torch.Generator |
     return training_forward(model, x, continuous=True, generator=generator)
 
 
-def fsdp_unsupported(model: OneDPiece) -> str | None:
-    """Why FSDP2 cannot train `model`, or None. Dead-code restarts write new rows into the learned codebook (a
-    parameter) inside forward; under FSDP2 forward sees a copy gathered from the shards and freed after the pass,
-    so every restart would be silently lost (the shards keep the old rows). DDP writes into each full replica.
-    A frozen quantizer (model.freeze) stays in eval mode and restarts nothing."""
-    threshold = model.quantizer.dead_code_threshold
-    if threshold > 0 and model.quantizer.codebook.requires_grad:
-        return (f"{type(model).__name__} with dead_code_threshold={threshold} restarts dead codes by writing into its "
-                "learned codebook inside forward, and under FSDP2 that write lands in a gathered copy of the shards "
-                "which is freed after the pass, so the restarts would be lost")
-    return None
-
-
-__all__ = ["continuous_forward", "fsdp_unsupported", "training_forward"]
+__all__ = ["continuous_forward", "training_forward"]
