@@ -101,18 +101,22 @@ def fp32(fn):
     return wrapper
 
 
-def keep_fp32(module: nn.Module) -> list:
-    """Make `module` run in fp32 whatever autocast is active around it: its floating inputs are cast to
-    fp32 and autocast is off inside its forward. Returns the hook handles (remove them to undo)."""
-    stack: list[contextlib.ExitStack] = []
+def _around_forward(module: nn.Module, scope, cast=None) -> list:
+    """Hooks that hold the context manager `scope(args)` entered while `module`'s forward runs, with its inputs
+    mapped by `cast` (if given). Returns the hook handles (remove them to undo)."""
+    stack: list = []
 
     def pre(mod, args, kwargs):
-        stack.append(autocast_off())
-        return _to_fp32(args), {k: _to_fp32(v) for k, v in kwargs.items()}
+        ctx = scope(args)
+        ctx.__enter__()
+        stack.append(ctx)
+        if cast is not None:
+            return cast(args), {k: cast(v) for k, v in kwargs.items()}
+        return None
 
     def post(mod, args, kwargs, output):
         if stack:
-            stack.pop().close()
+            stack.pop().__exit__(None, None, None)
         return None
 
     return [
@@ -121,22 +125,21 @@ def keep_fp32(module: nn.Module) -> list:
     ]
 
 
+def keep_fp32(module: nn.Module) -> list:
+    """Make `module` run in fp32 whatever autocast is active around it: its floating inputs are cast to
+    fp32 and autocast is off inside its forward. Returns the hook handles (remove them to undo)."""
+    return _around_forward(module, lambda args: autocast_off(), cast=_to_fp32)
+
+
 def autocast_within(module: nn.Module, dtype: torch.dtype) -> list:
     """Make `module` run under autocast at `dtype` (on its input's device) even inside an fp32 island: a
     family's measured exception to its own policy (`Tokenizer.bf16_modules`). Returns the hook handles."""
-    stack: list[contextlib.AbstractContextManager] = []
 
-    def pre(mod, args):
+    def scope(args):
         x = next((a for a in args if isinstance(a, Tensor)), None)
-        ctx = torch.autocast(device_type=x.device.type if x is not None else "cpu", dtype=dtype)
-        ctx.__enter__()
-        stack.append(ctx)
+        return torch.autocast(device_type=x.device.type if x is not None else "cpu", dtype=dtype)
 
-    def post(mod, args, output):
-        if stack:
-            stack.pop().__exit__(None, None, None)
-
-    return [module.register_forward_pre_hook(pre), module.register_forward_hook(post, always_call=True)]
+    return _around_forward(module, scope)
 
 
 _CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
